@@ -1,0 +1,17 @@
+//! io-event-uring: the selectors of io-event (`IO::Event::Selector::URing` and
+//! `IO::Event::Selector::EPoll`) as a Rust extension.
+
+pub mod ruby;
+pub mod selector;
+pub mod uring;
+
+use magnus::{prelude::*, Error, Ruby};
+
+#[magnus::init]
+fn init(ruby: &Ruby) -> Result<(), Error> {
+    selector::core::track_forks();
+    let io_event = ruby.class_io().define_module("Event")?;
+    let selector = io_event.define_module("Selector")?;
+    uring::init(ruby, selector)?;
+    Ok(())
+}

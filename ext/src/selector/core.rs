@@ -1,0 +1,188 @@
+//! `Core`: what every native selector shares. The loop fiber, the ready queue,
+//! the `blocked` flag that `wakeup` reads from other threads, the wake-up
+//! eventfd, the idle duration and the owner (process and thread).
+
+use std::cell::{Cell, RefCell};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Once;
+use std::time::Instant;
+
+use magnus::{gc::Marker, prelude::*, rb_sys::AsRawValue, value::Opaque, Error, Ruby, Value};
+
+use super::interrupt::Interrupt;
+use super::ready_queue::ReadyQueue;
+use crate::ruby::{error, fiber};
+
+static FORKS: AtomicU64 = AtomicU64::new(0);
+
+extern "C" fn after_fork_in_child() {
+    FORKS.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Count forks so that "am I in a forked child?" is an atomic load, not a getpid(2).
+pub fn track_forks() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: registers a handler that only bumps an atomic counter.
+        unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) };
+    });
+}
+
+struct State {
+    loop_fiber: Opaque<Value>,
+    owner_thread: Opaque<Value>,
+    ready: ReadyQueue<Opaque<Value>>,
+}
+
+pub struct Core {
+    state: RefCell<State>,
+    blocked: AtomicBool,
+    interrupt: Interrupt,
+    fork_generation: u64,
+    idle: Cell<f64>,
+}
+
+impl Core {
+    pub fn new(ruby: &Ruby, loop_fiber: Value) -> Result<Core, Error> {
+        let loop_fiber = fiber::check(ruby, loop_fiber)?;
+        let interrupt = Interrupt::new().map_err(|e| error::from_io(ruby, e, "eventfd"))?;
+        Ok(Core {
+            state: RefCell::new(State {
+                loop_fiber: loop_fiber.into(),
+                owner_thread: ruby.thread_current().as_value().into(),
+                ready: ReadyQueue::default(),
+            }),
+            blocked: AtomicBool::new(false),
+            interrupt,
+            fork_generation: FORKS.load(Ordering::Relaxed),
+            idle: Cell::new(0.0),
+        })
+    }
+
+    pub fn interrupt(&self) -> &Interrupt {
+        &self.interrupt
+    }
+
+    /// True in a process forked after this selector was made.
+    pub fn is_forked(&self) -> bool {
+        FORKS.load(Ordering::Relaxed) != self.fork_generation
+    }
+
+    /// Ring and epoll operations belong to the thread that made the selector.
+    pub fn check_owner(&self, ruby: &Ruby) -> Result<(), Error> {
+        let owner = ruby.get_inner(self.state.borrow().owner_thread);
+        if owner.as_raw() == ruby.thread_current().as_raw() {
+            Ok(())
+        } else {
+            Err(Error::new(
+                ruby.exception_runtime_error(),
+                "selector used from a thread other than the one that created it",
+            ))
+        }
+    }
+
+    pub fn loop_fiber(&self, ruby: &Ruby) -> Value {
+        ruby.get_inner(self.state.borrow().loop_fiber)
+    }
+
+    /// From a user fiber: switch to the loop. On the loop itself: `nil`.
+    pub fn transfer(&self, ruby: &Ruby) -> Result<Value, Error> {
+        let loop_fiber = self.loop_fiber(ruby);
+        if loop_fiber.as_raw() == fiber::current(ruby).as_raw() {
+            return Ok(ruby.qnil().as_value());
+        }
+        fiber::transfer(loop_fiber, &[])
+    }
+
+    /// Queue the current fiber, run `switch`, and take our queue entry back
+    /// out whichever way we come back.
+    fn with_current_queued(
+        &self,
+        ruby: &Ruby,
+        switch: impl FnOnce() -> Result<Value, Error>,
+    ) -> Result<Value, Error> {
+        let current = fiber::current(ruby);
+        let token = self.state.borrow_mut().ready.push(current.into());
+        let result = switch();
+        self.state.borrow_mut().ready.remove(token);
+        result
+    }
+
+    pub fn resume(&self, ruby: &Ruby, target: Value, args: &[Value]) -> Result<Value, Error> {
+        let target = fiber::check(ruby, target)?;
+        self.with_current_queued(ruby, || fiber::transfer(target, args))
+    }
+
+    pub fn raise(&self, ruby: &Ruby, target: Value, args: &[Value]) -> Result<Value, Error> {
+        let target = fiber::check(ruby, target)?;
+        self.with_current_queued(ruby, || fiber::raise(target, args))
+    }
+
+    pub fn push(&self, ruby: &Ruby, target: Value) -> Result<(), Error> {
+        let target = fiber::check(ruby, target)?;
+        self.state.borrow_mut().ready.push(target.into());
+        Ok(())
+    }
+
+    pub fn is_ready(&self) -> bool {
+        !self.state.borrow().ready.is_empty()
+    }
+
+    /// Run every fiber queued before this call once, oldest first, skipping
+    /// dead ones. Returns how many ran.
+    pub fn flush_ready(&self, ruby: &Ruby) -> Result<usize, Error> {
+        let mut budget = self.state.borrow().ready.flush_budget();
+        let mut ran = 0;
+        while budget > 0 {
+            let next = self.state.borrow_mut().ready.pop_within(&mut budget);
+            let Some(next) = next else { break };
+            let next = ruby.get_inner(next);
+            if fiber::is_alive(next)? {
+                ran += 1;
+                fiber::transfer(next, &[])?;
+            }
+        }
+        Ok(ran)
+    }
+
+    /// Run `wait` (which blocks without the GVL) with `blocked` set, so that
+    /// `wakeup` from another thread knows to signal; record the idle time.
+    pub fn blocking<R>(&self, wait: impl FnOnce() -> R) -> R {
+        self.blocked.store(true, Ordering::SeqCst);
+        let start = Instant::now();
+        let result = wait();
+        self.blocked.store(false, Ordering::SeqCst);
+        self.idle.set(start.elapsed().as_secs_f64());
+        result
+    }
+
+    pub fn reset_idle(&self) {
+        self.idle.set(0.0);
+    }
+
+    pub fn idle_duration(&self) -> f64 {
+        self.idle.get()
+    }
+
+    /// From any thread: end a blocking `select`. False when not blocked.
+    pub fn wakeup(&self) -> bool {
+        if self.blocked.load(Ordering::SeqCst) {
+            self.interrupt.signal();
+            true
+        } else {
+            false
+        }
+    }
+
+    pub fn mark(&self, marker: &Marker) {
+        // Borrows are never held across anything that can allocate or switch
+        // fibers, so this cannot fail while the GC runs.
+        if let Ok(state) = self.state.try_borrow() {
+            marker.mark(state.loop_fiber);
+            marker.mark(state.owner_thread);
+            for value in state.ready.values() {
+                marker.mark(*value);
+            }
+        }
+    }
+}

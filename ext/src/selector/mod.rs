@@ -1,0 +1,132 @@
+//! What every native selector shares: the `Core`, and the Ruby methods that
+//! only need the core, registered once for each backend class.
+
+pub mod core;
+pub mod events;
+pub mod interrupt;
+pub mod ready_queue;
+pub mod timeout;
+
+use std::time::Duration;
+
+use magnus::{
+    prelude::*, typed_data::DataTypeFunctions, Error, Float, Integer, Ruby, TypedData, Value,
+};
+
+pub use self::core::Core;
+use crate::ruby::error::type_error;
+
+/// A native selector: a Ruby object that embeds a `Core`.
+pub trait Backend: TypedData + DataTypeFunctions {
+    fn core(&self) -> &Core;
+}
+
+/// Define the methods that every backend implements through its `Core` on
+/// `$class`, for the backend type `$backend`.
+#[macro_export]
+macro_rules! define_core_methods {
+    ($class:expr, $backend:ty) => {{
+        use magnus::{method, Module as _};
+        use $crate::selector::shared;
+        let class = $class;
+        class.define_method("loop", method!(shared::loop_fiber::<$backend>, 0))?;
+        class.define_method("transfer", method!(shared::transfer::<$backend>, 0))?;
+        class.define_method("resume", method!(shared::resume::<$backend>, -1))?;
+        class.define_method("yield", method!(shared::yield_to_loop::<$backend>, 0))?;
+        class.define_method("push", method!(shared::push::<$backend>, 1))?;
+        class.define_method("raise", method!(shared::raise::<$backend>, -1))?;
+        class.define_method("ready?", method!(shared::ready_p::<$backend>, 0))?;
+        class.define_method(
+            "idle_duration",
+            method!(shared::idle_duration::<$backend>, 0),
+        )?;
+        class.define_method("wakeup", method!(shared::wakeup::<$backend>, 0))?;
+    }};
+}
+
+/// The shared Ruby methods, generic over the backend.
+pub mod shared {
+    use magnus::{Error, Ruby, Value};
+
+    use super::Backend;
+
+    pub fn loop_fiber<T: Backend>(ruby: &Ruby, rb_self: &T) -> Value {
+        rb_self.core().loop_fiber(ruby)
+    }
+
+    pub fn transfer<T: Backend>(ruby: &Ruby, rb_self: &T) -> Result<Value, Error> {
+        rb_self.core().transfer(ruby)
+    }
+
+    fn split_fiber<'a>(ruby: &Ruby, args: &'a [Value]) -> Result<(Value, &'a [Value]), Error> {
+        match args.split_first() {
+            Some((fiber, rest)) => Ok((*fiber, rest)),
+            None => Err(crate::ruby::error::argument_error(
+                ruby,
+                "wrong number of arguments (given 0, expected 1+)",
+            )),
+        }
+    }
+
+    pub fn resume<T: Backend>(ruby: &Ruby, rb_self: &T, args: &[Value]) -> Result<Value, Error> {
+        let (fiber, rest) = split_fiber(ruby, args)?;
+        rb_self.core().resume(ruby, fiber, rest)
+    }
+
+    pub fn yield_to_loop<T: Backend>(ruby: &Ruby, rb_self: &T) -> Result<Value, Error> {
+        let core = rb_self.core();
+        core.resume(ruby, core.loop_fiber(ruby), &[])
+    }
+
+    pub fn push<T: Backend>(ruby: &Ruby, rb_self: &T, fiber: Value) -> Result<(), Error> {
+        rb_self.core().push(ruby, fiber)
+    }
+
+    pub fn raise<T: Backend>(ruby: &Ruby, rb_self: &T, args: &[Value]) -> Result<Value, Error> {
+        let (fiber, rest) = split_fiber(ruby, args)?;
+        rb_self.core().raise(ruby, fiber, rest)
+    }
+
+    pub fn ready_p<T: Backend>(rb_self: &T) -> bool {
+        rb_self.core().is_ready()
+    }
+
+    pub fn idle_duration<T: Backend>(rb_self: &T) -> f64 {
+        rb_self.core().idle_duration()
+    }
+
+    pub fn wakeup<T: Backend>(rb_self: &T) -> bool {
+        rb_self.core().wakeup()
+    }
+}
+
+/// `select`'s argument: `nil` waits forever; any Numeric is seconds.
+pub fn duration(ruby: &Ruby, value: Value) -> Result<Option<Duration>, Error> {
+    if value.is_nil() {
+        return Ok(None);
+    }
+    if let Some(int) = Integer::from_value(value) {
+        let seconds = int.to_i64().unwrap_or(i64::MAX);
+        return Ok(Some(Duration::from_secs(seconds.max(0) as u64)));
+    }
+    if let Some(float) = Float::from_value(value) {
+        return Ok(Some(timeout::from_seconds(float.to_f64())));
+    }
+    if value.is_kind_of(ruby.class_numeric()) {
+        let seconds: f64 = value.funcall("to_f", ())?;
+        return Ok(Some(timeout::from_seconds(seconds)));
+    }
+    Err(type_error(
+        ruby,
+        format!(
+            "select duration must be nil or Numeric, not {}",
+            class_name(value)
+        ),
+    ))
+}
+
+/// The class name of `value`, for error messages.
+pub fn class_name(value: Value) -> String {
+    // SAFETY: reads the class name of a live object while holding the GVL.
+    unsafe { value.classname() }.into_owned()
+}

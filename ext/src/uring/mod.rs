@@ -1,0 +1,141 @@
+//! `IO::Event::Selector::URing`: the Ruby class and its methods (argument
+//! parsing only; the work is in `select.rs` and `ops/`).
+
+mod ops;
+pub mod ring;
+mod select;
+pub mod slots;
+
+use std::cell::RefCell;
+
+use magnus::{
+    function, gc::Marker, method, prelude::*, typed_data::DataTypeFunctions, value::Opaque, Error,
+    RModule, Ruby, TypedData, Value,
+};
+
+use self::ring::Ring;
+use self::slots::Slots;
+use crate::ruby::error;
+use crate::selector::{Backend, Core};
+
+/// What a slot keeps alive (marked) for the life of its kernel operation.
+pub struct SlotRefs {
+    fiber: Option<Opaque<Value>>,
+    io: Option<Opaque<Value>>,
+    buffer: Option<Opaque<Value>>,
+}
+
+#[derive(TypedData)]
+#[magnus(class = "IO::Event::Selector::URing", free_immediately, size, mark)]
+pub struct URing {
+    core: Core,
+    /// `None` once closed. Holds no Ruby values, so it may stay borrowed
+    /// while the GVL is released.
+    ring: RefCell<Option<Ring>>,
+    /// The op table. Never borrowed across a fiber switch or a Ruby call.
+    slots: RefCell<Slots<SlotRefs>>,
+}
+
+impl Backend for URing {
+    fn core(&self) -> &Core {
+        &self.core
+    }
+}
+
+impl DataTypeFunctions for URing {
+    fn mark(&self, marker: &Marker) {
+        self.core.mark(marker);
+        if let Ok(slots) = self.slots.try_borrow() {
+            for refs in slots.waiting_refs() {
+                for value in [refs.fiber, refs.io, refs.buffer].into_iter().flatten() {
+                    marker.mark(value);
+                }
+            }
+        }
+    }
+}
+
+impl Drop for URing {
+    fn drop(&mut self) {
+        let forked = self.core.is_forked();
+        if let Some(ring) = self.ring.get_mut().take() {
+            select::shutdown(ring, self.slots.get_mut(), forked);
+        }
+    }
+}
+
+impl URing {
+    fn new(ruby: &Ruby, loop_fiber: Value) -> Result<URing, Error> {
+        let core = Core::new(ruby, loop_fiber)?;
+        let legacy =
+            std::env::var_os("IO_EVENT_URING_LEGACY").is_some_and(|v| !v.is_empty() && v != "0");
+        let ring = Ring::new(ring::ENTRIES, core.interrupt().fd(), legacy)
+            .map_err(|e| error::from_io(ruby, e, "io_uring_setup"))?;
+        Ok(URing {
+            core,
+            ring: RefCell::new(Some(ring)),
+            slots: RefCell::new(Slots::default()),
+        })
+    }
+
+    fn is_closed(&self) -> bool {
+        self.core.is_forked() || self.ring.borrow().is_none()
+    }
+
+    fn close(&self) {
+        if self.core.is_forked() {
+            // The ring belongs to the parent: never submit to it or reap from it.
+            // Dropping only closes our copy of its descriptor (its mappings were
+            // not inherited: the ring is set up with DONTFORK).
+            drop(self.ring.borrow_mut().take());
+            return;
+        }
+        let ring = self.ring.borrow_mut().take();
+        if let Some(ring) = ring {
+            select::shutdown(ring, &mut self.slots.borrow_mut(), false);
+        }
+    }
+
+    /// "Deferred", "Cooperative", "SubmitAll" or "Plain": the setup flags in use,
+    /// and whether the wait uses EXT_ARG. For tests and diagnostics.
+    fn features(ruby: &Ruby, rb_self: &Self) -> Result<Value, Error> {
+        let ring = rb_self.ring.borrow();
+        let ring = ring
+            .as_ref()
+            .ok_or_else(|| error::io_error(ruby, "selector is closed"))?;
+        let hash = ruby.hash_new();
+        hash.aset(ruby.to_symbol("setup"), format!("{:?}", ring.setup()))?;
+        hash.aset(ruby.to_symbol("ext_arg"), ring.has_ext_arg())?;
+        Ok(hash.as_value())
+    }
+}
+
+/// Whether a ring can really be made here (stepping down through the flags).
+fn probe() -> std::io::Result<()> {
+    let interrupt = crate::selector::interrupt::Interrupt::new()?;
+    Ring::new(4, interrupt.fd(), false).map(drop)
+}
+
+pub fn init(ruby: &Ruby, selector_module: RModule) -> Result<(), Error> {
+    if std::env::var_os("IO_EVENT_URING_DISABLE").is_some_and(|v| !v.is_empty() && v != "0") {
+        return Ok(());
+    }
+    if let Err(error) = probe() {
+        // One line, then EPoll takes over as the default.
+        let _ = ruby.eval::<Value>(&format!(
+            "warn(\"io-event-uring: io_uring is not available ({}), using EPoll\")",
+            error.to_string().replace('"', "'")
+        ));
+        return Ok(());
+    }
+    let class = selector_module.define_class("URing", ruby.class_object())?;
+    class.undef_default_alloc_func();
+    class.define_singleton_method("new", function!(URing::new, 1))?;
+    crate::define_core_methods!(class, URing);
+    class.define_method("select", method!(select::select, 1))?;
+    class.define_method("close", method!(URing::close, 0))?;
+    class.define_method("closed?", method!(URing::is_closed, 0))?;
+    class.define_method("features", method!(URing::features, 0))?;
+    class.define_method("io_wait", method!(ops::poll::io_wait, 3))?;
+    Ok(())
+}

@@ -1,0 +1,127 @@
+//! The one routine that parks a fiber on a kernel operation, and its cleanup
+//! when the fiber comes back without the completion (STYLE.md section 3.2).
+
+use io_uring::squeue;
+use magnus::{Error, Ruby};
+
+use crate::ruby::fiber;
+use crate::uring::{SlotRefs, URing};
+
+/// What to do when the waiter leaves before its op completed.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum OnInterrupt {
+    /// The kernel writes only memory the slot owns (poll, waitid): cancel and
+    /// let the slot free itself when the completion arrives.
+    Orphan,
+    /// The kernel may write memory the slot does not own (the caller's
+    /// buffer): cancel and wait until the op has completed before returning.
+    Drain,
+}
+
+/// How the op ended for the waiter.
+pub enum Parked {
+    Completed {
+        result: i32,
+    },
+    /// Resumed without its completion (the op was cancelled).
+    NoEvent,
+}
+
+impl URing {
+    /// Queue `entry` (built with the slot's `user_data`), switch to the loop,
+    /// and return the op's result once the waiter is back. On any other
+    /// return route the op is cancelled per `on_interrupt` before the error
+    /// propagates, so no stale completion can ever resume the fiber.
+    ///
+    /// # Safety
+    /// Every pointer in the entry must stay valid until its completion: owned
+    /// by `refs` (marked) or by the slot, or drained (`OnInterrupt::Drain`).
+    pub unsafe fn park(
+        &self,
+        ruby: &Ruby,
+        refs: SlotRefs,
+        build: impl FnOnce(u64) -> squeue::Entry,
+        on_interrupt: OnInterrupt,
+        submit_now: bool,
+    ) -> Result<Parked, Error> {
+        self.core.check_owner(ruby)?;
+        let handle = self.slots.borrow_mut().insert(refs);
+        let entry = build(handle.user_data());
+        // SAFETY: forwarded from the caller's contract.
+        let queued = unsafe { self.push_sqe(ruby, &entry) }.and_then(|()| {
+            if submit_now {
+                self.submit_now(ruby)
+            } else {
+                Ok(())
+            }
+        });
+        if let Err(error) = queued {
+            self.abandon(ruby, handle, OnInterrupt::Drain);
+            return Err(error);
+        }
+
+        let switched = fiber::transfer(self.core.loop_fiber(ruby), &[]);
+
+        let taken = self.slots.borrow_mut().take_completed(handle);
+        match (switched, taken) {
+            (Ok(_), Some((result, _, _))) => Ok(Parked::Completed { result }),
+            // The exception wins even if the op completed (as an interrupted
+            // blocking call would): the slot is already free.
+            (Err(error), Some(_)) => Err(error),
+            (switched, None) => {
+                self.abandon(ruby, handle, on_interrupt);
+                switched.map(|_| Parked::NoEvent)
+            }
+        }
+    }
+
+    /// Cancel an op whose waiter is leaving without its completion.
+    fn abandon(
+        &self,
+        ruby: &Ruby,
+        handle: crate::uring::slots::OpHandle,
+        on_interrupt: OnInterrupt,
+    ) {
+        let user_data = handle.user_data();
+        let cancelled = self.with_ring(ruby, |ring| ring.cancel(user_data));
+        match on_interrupt {
+            OnInterrupt::Orphan => {
+                self.slots.borrow_mut().orphan(handle, |refs| {
+                    refs.fiber = None;
+                    refs.io = None;
+                    refs.buffer = None;
+                });
+            }
+            OnInterrupt::Drain => {
+                if matches!(cancelled, Ok(Ok(()))) {
+                    let _ = self.submit_now(ruby);
+                }
+                self.drain(ruby, handle);
+            }
+        }
+    }
+
+    /// Wait (holding the GVL; a cancelled op completes promptly) until the
+    /// op behind `handle` has completed, recording other completions without
+    /// resuming anybody, then free its slot.
+    fn drain(&self, ruby: &Ruby, handle: crate::uring::slots::OpHandle) {
+        use crate::uring::slots::Lifecycle;
+        loop {
+            match self.slots.borrow().state(handle) {
+                Lifecycle::Pending => {}
+                _ => break,
+            }
+            let waited = self.with_ring(ruby, |ring| {
+                ring.wait(Some(std::time::Duration::from_millis(100)))
+            });
+            if !matches!(waited, Ok(Ok(()))) || self.reap(ruby).is_err() {
+                // The ring is gone or failing: nothing will complete any more.
+                break;
+            }
+        }
+        let mut slots = self.slots.borrow_mut();
+        if slots.take_completed(handle).is_none() {
+            slots.orphan(handle, |_| {});
+        }
+    }
+}

@@ -1,0 +1,43 @@
+//! `io_wait` through a one-shot poll.
+
+use io_uring::{opcode, types};
+use magnus::{Error, Integer, IntoValue, Ruby, Value};
+
+use super::park::{OnInterrupt, Parked};
+use crate::ruby::{error, fiber, io};
+use crate::selector::events;
+use crate::uring::{SlotRefs, URing};
+
+pub fn io_wait(
+    ruby: &Ruby,
+    rb_self: &URing,
+    target: Value,
+    io: Value,
+    events: Value,
+) -> Result<Value, Error> {
+    let target = fiber::check(ruby, target)?;
+    let wanted = Integer::from_value(events)
+        .ok_or_else(|| error::type_error(ruby, "events must be an Integer"))?
+        .to_i32()?;
+    let fd = io::descriptor(ruby, io)?;
+    let mask = events::to_poll(wanted);
+    let refs = SlotRefs {
+        fiber: Some(target.into()),
+        io: Some(io.into()),
+        buffer: None,
+    };
+    let build = |user_data| {
+        opcode::PollAdd::new(types::Fd(fd), mask)
+            .build()
+            .user_data(user_data)
+    };
+    // SAFETY: a poll points at no memory.
+    let parked = unsafe { rb_self.park(ruby, refs, build, OnInterrupt::Orphan, false) }?;
+    match parked {
+        Parked::Completed { result } if result >= 0 => {
+            Ok(events::from_poll(result as u32, wanted).into_value_with(ruby))
+        }
+        Parked::Completed { result } => Err(error::syserr(ruby, -result, "io_wait")),
+        Parked::NoEvent => Ok(false.into_value_with(ruby)),
+    }
+}

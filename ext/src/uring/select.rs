@@ -1,0 +1,177 @@
+//! `select` in two phases: reap completions into their slots (recording only),
+//! then resume the waiting fibers with no borrow held. Also the shutdown that
+//! `close` and `Drop` share.
+
+use std::time::{Duration, Instant};
+
+use magnus::{Error, Ruby, Value};
+
+use super::ring::Ring;
+use super::slots::Slots;
+use super::{SlotRefs, URing};
+use crate::ruby::{error, fiber, nogvl};
+
+impl URing {
+    /// Run `f` on the open ring; `IOError` when the selector is closed (or
+    /// this is a forked child, which must never touch the parent's ring).
+    pub(super) fn with_ring<R>(
+        &self,
+        ruby: &Ruby,
+        f: impl FnOnce(&mut Ring) -> R,
+    ) -> Result<R, Error> {
+        if self.core.is_forked() {
+            return Err(error::io_error(ruby, "selector is closed (forked child)"));
+        }
+        let mut ring = self.ring.borrow_mut();
+        match ring.as_mut() {
+            Some(ring) => Ok(f(ring)),
+            None => Err(error::io_error(ruby, "selector is closed")),
+        }
+    }
+
+    /// Move every available completion into its slot. Enters the kernel only
+    /// when `Ring::needs_enter` says so (nothing to submit and no deferred
+    /// task work flagged: no system call).
+    pub(super) fn reap(&self, ruby: &Ruby) -> Result<usize, Error> {
+        let slots = &self.slots;
+        let result = self.with_ring(ruby, |ring| -> std::io::Result<usize> {
+            if ring.needs_enter() {
+                match ring.submit() {
+                    Ok(()) => {}
+                    // What is left in the SQ goes with the next enter.
+                    Err(e)
+                        if matches!(e.raw_os_error(), Some(libc::EBUSY) | Some(libc::EAGAIN)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            let mut slots = slots.borrow_mut();
+            let mut queued = 0;
+            ring.reap(|user_data, result, flags| {
+                if slots.complete(user_data, result, flags) {
+                    queued += 1;
+                }
+            })?;
+            Ok(queued)
+        })?;
+        result.map_err(|e| error::from_io(ruby, e, "io_uring_enter"))
+    }
+
+    /// Push an SQE, reaping into slots when the kernel pushes back (EBUSY).
+    ///
+    /// # Safety
+    /// As `Ring::push`: the entry's pointers stay valid until its completion.
+    pub(super) unsafe fn push_sqe(
+        &self,
+        ruby: &Ruby,
+        entry: &io_uring::squeue::Entry,
+    ) -> Result<(), Error> {
+        for _ in 0..1024 {
+            // SAFETY: forwarded from the caller's contract.
+            let pushed = self.with_ring(ruby, |ring| unsafe { ring.push(entry) })?;
+            match pushed {
+                Ok(()) => return Ok(()),
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EBUSY) | Some(libc::EAGAIN)) => {
+                    self.reap(ruby)?;
+                }
+                Err(e) => return Err(error::from_io(ruby, e, "io_uring_enter")),
+            }
+        }
+        Err(error::syserr(
+            ruby,
+            libc::EBUSY,
+            "io_uring submission queue stays full",
+        ))
+    }
+
+    /// Submit now (for ops that must be live when the call returns).
+    pub(super) fn submit_now(&self, ruby: &Ruby) -> Result<(), Error> {
+        for _ in 0..1024 {
+            match self.with_ring(ruby, |ring| ring.submit())? {
+                Ok(()) => return Ok(()),
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EBUSY) | Some(libc::EAGAIN)) => {
+                    self.reap(ruby)?;
+                }
+                Err(e) => return Err(error::from_io(ruby, e, "io_uring_enter")),
+            }
+        }
+        Err(error::syserr(
+            ruby,
+            libc::EBUSY,
+            "io_uring submission queue stays full",
+        ))
+    }
+
+    /// Resume the fibers of completed ops, oldest first. No borrow is held
+    /// while a fiber runs; a fiber resumed by another route in the meantime
+    /// has taken its result already and is skipped.
+    fn resume_completed(&self, ruby: &Ruby) -> Result<usize, Error> {
+        let mut resumed = 0;
+        loop {
+            let next = self
+                .slots
+                .borrow_mut()
+                .next_ready()
+                .and_then(|refs| refs.fiber);
+            let Some(next) = next else { return Ok(resumed) };
+            resumed += 1;
+            fiber::transfer(ruby.get_inner(next), &[])?;
+        }
+    }
+
+    fn block(&self, ruby: &Ruby, timeout: Option<Duration>) -> Result<(), Error> {
+        let core = &self.core;
+        let waited = self.with_ring(ruby, |ring| -> std::io::Result<()> {
+            ring.arm_wakeup()?;
+            let wake_fd = core.interrupt().fd();
+            core.blocking(|| nogvl::without_gvl(wake_fd, || ring.wait(timeout)).unwrap_or(Ok(())))
+        })?;
+        waited.map_err(|e| error::from_io(ruby, e, "io_uring_enter"))
+    }
+}
+
+pub fn select(ruby: &Ruby, rb_self: &URing, duration: Value) -> Result<usize, Error> {
+    let timeout = crate::selector::duration(ruby, duration)?;
+    rb_self.core.check_owner(ruby)?;
+    rb_self.core.reset_idle();
+    // Queued SQEs name descriptors by number: submit them before any fiber
+    // runs and can close (and reuse) one.
+    if rb_self.with_ring(ruby, |ring| ring.has_queued())? {
+        rb_self.submit_now(ruby)?;
+    }
+    let ran = rb_self.core.flush_ready(ruby)?;
+    rb_self.reap(ruby)?;
+    let mut handled = rb_self.resume_completed(ruby)?;
+    if ran == 0 && handled == 0 && !rb_self.core.is_ready() && timeout != Some(Duration::ZERO) {
+        rb_self.block(ruby, timeout)?;
+        rb_self.reap(ruby)?;
+        handled = rb_self.resume_completed(ruby)?;
+    }
+    Ok(handled)
+}
+
+/// Cancel everything in flight and wait (bounded) until the kernel has
+/// finished with every slot and the wake-up read, then drop the ring. In a
+/// forked child the ring is the parent's: drop our handle without a word to it.
+pub fn shutdown(mut ring: Ring, slots: &mut Slots<SlotRefs>, forked: bool) {
+    if !forked {
+        let in_flight: Vec<u64> = slots.in_flight().map(|handle| handle.user_data()).collect();
+        for user_data in in_flight {
+            let _ = ring.cancel(user_data);
+        }
+        if ring.is_wake_armed() {
+            let _ = ring.cancel(super::ring::USER_DATA_WAKEUP);
+        }
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while (!slots.in_flight().next().is_none() || ring.is_wake_armed())
+            && Instant::now() < deadline
+        {
+            let _ = ring.submit();
+            let _ = ring.wait(Some(Duration::from_millis(50)));
+            let _ = ring.reap(|user_data, result, flags| {
+                slots.complete(user_data, result, flags);
+            });
+        }
+    }
+    slots.clear();
+    drop(ring);
+}
