@@ -1,8 +1,10 @@
 //! io-event-uring: the selectors of io-event (`IO::Event::Selector::URing` and
 //! `IO::Event::Selector::EPoll`) as a Rust extension.
 
+pub mod epoll;
 pub mod ruby;
 pub mod selector;
+pub mod sys;
 pub mod uring;
 
 use magnus::{prelude::*, Error, Ruby};
@@ -13,5 +15,6 @@ fn init(ruby: &Ruby) -> Result<(), Error> {
     let io_event = ruby.class_io().define_module("Event")?;
     let selector = io_event.define_module("Selector")?;
     uring::init(ruby, selector)?;
+    epoll::init(ruby, selector)?;
     Ok(())
 }

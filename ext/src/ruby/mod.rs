@@ -1,6 +1,7 @@
 //! The Ruby boundary: every call into the Ruby C API that can raise, switch
 //! fibers or release the GVL lives below this module.
 
+pub mod buffer;
 pub mod error;
 pub mod fiber;
 pub mod io;

@@ -6,6 +6,7 @@ pub mod events;
 pub mod interrupt;
 pub mod ready_queue;
 pub mod timeout;
+pub mod transfer_loop;
 
 use std::time::Duration;
 

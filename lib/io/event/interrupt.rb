@@ -1,0 +1,58 @@
+# frozen_string_literal: true
+
+class IO
+  module Event
+    # A self-pipe: any thread (or a signal handler) calls #signal, and the
+    # selector that keeps #to_io in its read set wakes up. Used by the pure-Ruby
+    # Select selector; the native selectors use an eventfd instead.
+    class Interrupt
+      def initialize
+        @input, @output = ::IO.pipe
+        @input.binmode
+        @output.binmode
+        @output.sync = true
+      end
+
+      # The read end, to put in the IO.select read set.
+      def to_io
+        @input
+      end
+
+      # Wakes the reader. Safe from any thread and from a trap handler; never
+      # blocks (a full pipe already holds a pending wake-up). Returns true when
+      # a byte was written, false when the pipe was full or closed.
+      def signal
+        @output.write_nonblock(".", exception: false) == 1
+      rescue IOError, Errno::EPIPE, Errno::EBADF
+        false
+      end
+
+      # Drains pending wake-ups without blocking; returns how many there were.
+      def clear
+        count = 0
+        loop do
+          chunk = @input.read_nonblock(64, exception: false)
+          break unless chunk.is_a?(String)
+
+          count += chunk.bytesize
+        end
+        count
+      rescue IOError, Errno::EBADF
+        count
+      end
+
+      # Closes both ends. Idempotent.
+      def close
+        @input.close unless @input.closed?
+        @output.close unless @output.closed?
+        nil
+      end
+
+      def closed?
+        @input.closed?
+      end
+    end
+
+    private_constant :Interrupt
+  end
+end

@@ -1,0 +1,545 @@
+# frozen_string_literal: true
+
+require_relative "../support"
+require_relative "../interrupt"
+
+class IO
+  module Event
+    module Selector
+      # The portable selector: IO.select plus a self-pipe, in plain Ruby. It is
+      # the last resort when neither io_uring nor epoll is available, and the
+      # reference the native selectors are tested against (see PROTOCOL.md).
+      #
+      # Everything but #wakeup must be called on the thread that created it.
+      # IO.select restarts itself after a signal, so a trap handler that wants
+      # the loop to notice it should call #wakeup (or raise).
+      class Select
+        EAGAIN = -Errno::EAGAIN::Errno
+        EWOULDBLOCK = -Errno::EWOULDBLOCK::Errno
+        EINVAL = -Errno::EINVAL::Errno
+        private_constant :EAGAIN, :EWOULDBLOCK, :EINVAL
+
+        # A ready-queue entry for the fiber that called #resume, #yield or
+        # #raise. It is emptied when that fiber regains control, so a stale
+        # entry never resumes it a second time.
+        class Ready
+          def initialize(fiber)
+            @fiber = fiber
+          end
+
+          def alive?
+            fiber = @fiber
+            fiber ? fiber.alive? : false
+          end
+
+          def transfer(*arguments)
+            @fiber&.transfer(*arguments)
+          end
+
+          def cancel
+            @fiber = nil
+          end
+        end
+        private_constant :Ready
+
+        # One fiber parked in #io_wait or #process_wait. The selector sets
+        # #result (or #error) before resuming the fiber; the fiber cancels the
+        # waiter on every exit path, so a late event cannot reach it.
+        class Waiter
+          def initialize(fiber, events = 0)
+            @fiber = fiber
+            @events = events
+            @result = nil
+            @error = nil
+          end
+
+          attr_reader :fiber, :events
+          attr_accessor :result, :error
+
+          def waiting?
+            !@fiber.nil?
+          end
+
+          def cancel
+            @fiber = nil
+          end
+
+          # Hands +result+ to the fiber and switches to it. Returns false if the
+          # waiter was cancelled or its fiber is dead.
+          def resume(result = nil, error = nil)
+            fiber = @fiber
+            return false unless fiber
+
+            @fiber = nil
+            return false unless fiber.alive?
+
+            @result = result
+            @error = error
+            fiber.transfer(result)
+            true
+          end
+        end
+        private_constant :Waiter
+
+        def initialize(loop)
+          @loop = loop
+          @owner = Process.pid
+
+          @ready = []
+          @waiting = {}.compare_by_identity # IO => [Waiter, ...] in arrival order
+
+          # Process waits finish on helper threads, which hand their waiters
+          # back through this queue and then signal the interrupt.
+          @finished = Thread::Queue.new
+          @helpers = {}.compare_by_identity
+
+          @interrupt = Interrupt.new
+          @blocked = false
+          @closed = false
+          @idle_duration = 0.0
+        end
+
+        # The event-loop fiber given to new.
+        attr_reader :loop
+
+        # Seconds the last #select spent blocked in IO.select (0.0 if it did not block).
+        attr_reader :idle_duration
+
+        # Whether #close was called, or this is a forked child of the process
+        # that created the selector (a child must not drain the parent's pipe).
+        def closed?
+          @closed || Process.pid != @owner
+        end
+
+        # Releases the self-pipe and forgets every parked fiber. Idempotent.
+        def close
+          return if @closed
+
+          @closed = true
+          @helpers.each_key(&:kill)
+          @helpers.clear
+          @waiting.clear
+          @ready.clear
+          @interrupt.close
+          nil
+        end
+
+        # Thread safe. Makes a blocked #select return; true if it was blocked.
+        def wakeup
+          return false if closed?
+
+          if @blocked
+            @interrupt.signal
+            true
+          else
+            false
+          end
+        end
+
+        # From a user fiber: switch to the event loop, returning what the loop
+        # later resumes this fiber with. On the loop fiber itself: nil.
+        def transfer
+          return nil if Fiber.current.equal?(@loop)
+
+          @loop.transfer
+        end
+
+        # Queues the current fiber, then switches to +fiber+ with +arguments+.
+        def resume(fiber, *arguments)
+          entry = enqueue_current
+          fiber.transfer(*arguments)
+        ensure
+          dequeue(entry) if entry
+        end
+
+        # Queues the current fiber and switches to the event loop.
+        def yield
+          entry = enqueue_current
+          @loop.transfer
+        ensure
+          dequeue(entry) if entry
+        end
+
+        # Appends +fiber+ to the ready queue; it is resumed by the next #select.
+        def push(fiber)
+          @ready.push(fiber)
+          nil
+        end
+
+        # Queues the current fiber, then raises in +fiber+ (as Fiber#raise).
+        def raise(fiber, *arguments, **options)
+          entry = enqueue_current
+          if options.empty?
+            fiber.raise(*arguments)
+          else
+            fiber.raise(*arguments, **options)
+          end
+        ensure
+          dequeue(entry) if entry
+        end
+
+        # Whether a fiber is waiting in the ready queue.
+        def ready?
+          !@ready.empty?
+        end
+
+        # Parks +fiber+ until +io+ is ready for any of +events+ (IO::READABLE,
+        # IO::PRIORITY, IO::WRITABLE). Returns the ready subset of +events+, or
+        # false when the fiber was resumed some other way. Raises IOError if
+        # +io+ is, or gets, closed.
+        def io_wait(fiber, io, events)
+          check_open!
+          events = Integer(events)
+          Kernel.raise IOError, "closed stream" if io.closed?
+
+          waiter = Waiter.new(fiber, events)
+          (@waiting[io] ||= []) << waiter
+
+          @loop.transfer
+
+          Kernel.raise waiter.error if waiter.error
+
+          waiter.result || false
+        ensure
+          forget(io, waiter) if waiter
+        end
+
+        # Reads into +buffer+ at +offset+ until at least +length+ bytes arrived
+        # (+length+ 0: one read of whatever is there), EOF, or an error.
+        # Returns the byte count, or a negative errno if nothing was read.
+        def io_read(fiber, io, buffer, length, offset = 0)
+          transfer_loop(fiber, io, buffer, length, offset, IO::READABLE) do |at, maximum|
+            read_once(io, buffer, at, maximum)
+          end
+        end
+
+        # The mirror of #io_read.
+        def io_write(fiber, io, buffer, length, offset = 0)
+          transfer_loop(fiber, io, buffer, length, offset, IO::WRITABLE) do |at, maximum|
+            write_once(io, buffer, at, maximum)
+          end
+        end
+
+        if Support.buffer_pread?
+          # #io_read at file position +from+ (pread), leaving the IO's own
+          # position alone.
+          def io_pread(fiber, io, buffer, from, length, offset)
+            from = Integer(from)
+            transfer_loop(fiber, io, buffer, length, offset, IO::READABLE) do |at, maximum, done|
+              pread_once(io, buffer, from + done, at, maximum)
+            end
+          end
+
+          # #io_write at file position +from+ (pwrite).
+          def io_pwrite(fiber, io, buffer, from, length, offset)
+            from = Integer(from)
+            transfer_loop(fiber, io, buffer, length, offset, IO::WRITABLE) do |at, maximum, done|
+              pwrite_once(io, buffer, from + done, at, maximum)
+            end
+          end
+        end
+
+        # Closes the raw descriptor +fd+. Returns true.
+        def io_close(fd)
+          ::IO.for_fd(Integer(fd), autoclose: true).close
+          true
+        end
+
+        # Parks +fiber+ until child +pid+ changes state (waitpid +flags+).
+        # The wait runs on a helper thread so the loop keeps running. Returns a
+        # Process::Status (nil with WNOHANG when nothing changed), or false when
+        # the fiber was resumed some other way. Interrupting the fiber kills the
+        # helper before it can reap the child.
+        def process_wait(fiber, pid, flags)
+          check_open!
+          pid = Integer(pid)
+          flags = Integer(flags)
+
+          waiter = Waiter.new(fiber)
+          helper = Thread.new do
+            Thread.current.report_on_exception = false
+            begin
+              waiter.result = ::Process::Status.wait(pid, flags)
+            rescue StandardError => error
+              waiter.error = error
+            end
+            @finished << waiter
+            @interrupt.signal
+          end
+          @helpers[helper] = true
+
+          @loop.transfer
+
+          if waiter.waiting?
+            false # Resumed by someone else; the helper is killed below.
+          else
+            Kernel.raise waiter.error if waiter.error
+
+            waiter.result
+          end
+        ensure
+          waiter&.cancel
+          if helper
+            @helpers.delete(helper)
+            helper.kill
+          end
+        end
+
+        # Runs the ready queue once (FIFO; fibers queued meanwhile wait for the
+        # next call), resumes fibers whose IO or process is ready, and, only if
+        # none of that ran anything, blocks up to +duration+ seconds (nil:
+        # forever, 0: never) until an event, #wakeup or Thread#raise. Returns
+        # the number of IOs and processes handled.
+        def select(duration = nil)
+          check_open!
+          timeout = validate_duration(duration)
+
+          ran = run_ready
+          count = finish_process_waits
+
+          readable, writable, priority, closed = interest
+          count += fail_closed(closed)
+
+          timeout = 0 if ran || count.positive?
+          readable << @interrupt.to_io
+
+          ready = wait_for_events(readable, writable, priority, timeout)
+          return count unless ready
+
+          @interrupt.clear if ready[0].delete(@interrupt.to_io)
+          count + dispatch(ready) + finish_process_waits
+        end
+
+        private
+
+        def check_open!
+          Kernel.raise IOError, "selector is closed" if closed?
+        end
+
+        def validate_duration(duration)
+          return nil if duration.nil?
+
+          unless duration.is_a?(Numeric) && duration.real?
+            Kernel.raise TypeError, "select duration must be nil or a number of seconds, not #{duration.class}"
+          end
+
+          duration.negative? ? 0 : duration
+        end
+
+        def enqueue_current
+          entry = Ready.new(Fiber.current)
+          @ready.push(entry)
+          entry
+        end
+
+        def dequeue(entry)
+          entry.cancel
+          index = @ready.index { |queued| queued.equal?(entry) }
+          @ready.delete_at(index) if index
+        end
+
+        # Runs each fiber queued before this call once. Returns whether the
+        # queue was non-empty.
+        def run_ready
+          return false if @ready.empty?
+
+          batch = @ready
+          @ready = []
+          index = 0
+          begin
+            while index < batch.size
+              fiber = batch[index]
+              index += 1
+              fiber.transfer if fiber.alive?
+            end
+          ensure
+            # Only reached early if a fiber switch raised: keep the rest queued.
+            @ready.unshift(*batch[index..]) if index < batch.size
+          end
+          true
+        end
+
+        def finish_process_waits
+          count = 0
+          until @finished.empty?
+            waiter = @finished.pop(true)
+            count += 1 if waiter.waiting?
+            waiter.resume
+          end
+          count
+        rescue ThreadError
+          count # Queue emptied by a race; nothing more to do.
+        end
+
+        # The IO.select sets for every live waiter, plus the waiters whose IO
+        # was closed while they waited.
+        def interest
+          readable = []
+          writable = []
+          priority = []
+          closed = []
+
+          @waiting.delete_if do |io, waiters|
+            waiters.select!(&:waiting?)
+            next true if waiters.empty?
+
+            if io.closed?
+              closed.concat(waiters)
+              next true
+            end
+
+            events = waiters.sum(0) { |waiter| waiter.events } # bits never overlap-carry below 32
+            events = waiters.inject(0) { |mask, waiter| mask | waiter.events }
+            readable << io if events.anybits?(IO::READABLE)
+            writable << io if events.anybits?(IO::WRITABLE)
+            priority << io if events.anybits?(IO::PRIORITY)
+            false
+          end
+
+          [readable, writable, priority, closed]
+        end
+
+        def fail_closed(waiters)
+          waiters.count do |waiter|
+            waiter.resume(nil, IOError.new("closed stream"))
+          end
+        end
+
+        def wait_for_events(readable, writable, priority, timeout)
+          if timeout&.zero?
+            @idle_duration = 0.0
+            return ::IO.select(readable, writable, priority, 0)
+          end
+
+          @blocked = true
+          # Anything queued (by another thread) before @blocked was set is seen
+          # here; anything after it comes with a #wakeup that fills the pipe.
+          timeout = 0 unless @ready.empty? && @finished.empty?
+          started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+          begin
+            ::IO.select(readable, writable, priority, timeout)
+          ensure
+            @blocked = false
+            @idle_duration = timeout&.zero? ? 0.0 : Process.clock_gettime(Process::CLOCK_MONOTONIC) - started
+          end
+        end
+
+        # Resumes, in arrival order, each waiter whose IO reported an event it
+        # asked for. Returns the number of IOs that had a waiter to resume.
+        def dispatch(ready)
+          readable, writable, priority = ready
+          events = {}.compare_by_identity
+          readable.each { |io| events[io] = events.fetch(io, 0) | IO::READABLE }
+          writable.each { |io| events[io] = events.fetch(io, 0) | IO::WRITABLE }
+          priority.each { |io| events[io] = events.fetch(io, 0) | IO::PRIORITY }
+
+          count = 0
+          events.each do |io, revents|
+            break if @closed
+
+            waiters = @waiting[io]
+            next unless waiters
+
+            handled = false
+            # A snapshot: fibers resumed here may wait on the same IO again,
+            # and those new waits need a fresh readiness check.
+            waiters.dup.each do |waiter|
+              matching = revents & waiter.events
+              next if matching.zero?
+
+              handled = true if waiter.resume(matching)
+            end
+            count += 1 if handled
+          end
+          count
+        end
+
+        def forget(io, waiter)
+          waiter.cancel
+          waiters = @waiting[io] or return
+          index = waiters.index { |queued| queued.equal?(waiter) }
+          waiters.delete_at(index) if index
+          @waiting.delete(io) if waiters.empty?
+        end
+
+        # The shared read/write loop: at least +length+ bytes (or one attempt
+        # when +length+ is 0), waiting for readiness on EAGAIN.
+        def transfer_loop(fiber, io, buffer, length, offset, event)
+          check_open!
+          length = Integer(length)
+          offset = Integer(offset)
+          Kernel.raise ArgumentError, "negative length #{length}" if length.negative?
+          Kernel.raise ArgumentError, "negative offset #{offset}" if offset.negative?
+
+          size = buffer.size
+          return EINVAL if offset > size
+
+          total = 0
+          Selector.nonblock(io) do
+            while offset < size
+              result = Support.blocking { yield(offset, size - offset, total) }
+
+              if result.negative?
+                if again?(result) && length.positive? && total < length
+                  io_wait(fiber, io, event)
+                  next
+                end
+                total = result if total.zero?
+                break
+              end
+
+              break if result.zero? # EOF (or a zero-length write)
+
+              total += result
+              offset += result
+              break if total >= length
+            end
+          end
+          total
+        end
+
+        def again?(result)
+          result == EAGAIN || result == EWOULDBLOCK
+        end
+
+        if Support.legacy_buffer?
+          # Ruby 3.1: no offset argument, and read fills the whole buffer, so
+          # work on a slice exactly as large as the allowed transfer.
+          def read_once(io, buffer, offset, maximum)
+            buffer.slice(offset, maximum).read(io, maximum)
+          end
+
+          def write_once(io, buffer, offset, maximum)
+            buffer.slice(offset, maximum).write(io, maximum)
+          end
+
+          def pread_once(io, buffer, from, offset, maximum)
+            buffer.slice(offset, maximum).pread(io, maximum, from)
+          end
+
+          def pwrite_once(io, buffer, from, offset, maximum)
+            buffer.slice(offset, maximum).pwrite(io, maximum, from)
+          end
+        else
+          # Ruby 3.2+: length 0 means exactly one system call of up to
+          # buffer.size - offset bytes.
+          def read_once(io, buffer, offset, _maximum)
+            buffer.read(io, 0, offset)
+          end
+
+          def write_once(io, buffer, offset, _maximum)
+            buffer.write(io, 0, offset)
+          end
+
+          def pread_once(io, buffer, from, offset, _maximum)
+            buffer.pread(io, from, 0, offset)
+          end
+
+          def pwrite_once(io, buffer, from, offset, _maximum)
+            buffer.pwrite(io, from, 0, offset)
+          end
+        end
+      end
+    end
+  end
+end
