@@ -133,8 +133,8 @@ class IOEventTestScheduler
     # Scheduled fibers that have not finished yet.
     @count = 0
 
-    # Fibers parked in #block, so that a late unblock or timeout cannot resume a
-    # fiber that has already moved on.
+    # Fibers parked in #block or #kernel_sleep, so that a late unblock or
+    # timeout cannot resume a fiber that has already moved on.
     @blocked = {}.compare_by_identity
 
     # Fibers unblocked from other threads, handed to the loop thread.
@@ -250,22 +250,27 @@ class IOEventTestScheduler
     timer&.cancel!
   end
 
+  # Also the wait of ConditionVariable#wait and Mutex#sleep, which Ruby ends
+  # early with #unblock: a sleeping fiber is registered like a blocked one.
   def kernel_sleep(duration = nil)
-    if duration.nil?
-      # Sleep until something else resumes this fiber.
-      @selector.transfer
-    elsif duration <= 0
+    if duration && duration <= 0
       @selector.yield
-    else
-      fiber = Fiber.current
-      timer = @timers.after(duration) { fiber.transfer if fiber.alive? }
-      begin
-        @selector.transfer
-      ensure
-        timer.cancel!
+      return true
+    end
+
+    fiber = Fiber.current
+    @blocked[fiber] = true
+    if duration
+      timer = @timers.after(duration) do
+        fiber.transfer if @blocked.delete(fiber)
       end
     end
+
+    @selector.transfer
     true
+  ensure
+    timer&.cancel!
+    @blocked.delete(fiber) if fiber
   end
 
   # Park the current fiber on `blocker` (a Mutex, Queue, ConditionVariable...).
@@ -287,8 +292,9 @@ class IOEventTestScheduler
   end
 
   # May be called from any thread. The fiber is resumed by the loop, after its
-  # next select, and only if it is still parked in #block: an unblock that
-  # arrives after a timeout or an exception has ended the wait does nothing.
+  # next select, and only if it is still parked in #block or #kernel_sleep: an
+  # unblock that arrives after a timeout or an exception has ended the wait
+  # does nothing.
   def unblock(blocker, fiber)
     @unblocked_mutex.synchronize { @unblocked << fiber }
 

@@ -19,10 +19,21 @@ use crate::ruby::error;
 use crate::selector::{Backend, Core};
 
 /// What a slot keeps alive (marked) for the life of its kernel operation.
+#[derive(Default)]
 pub struct SlotRefs {
     fiber: Option<Opaque<Value>>,
     io: Option<Opaque<Value>>,
     buffer: Option<Opaque<Value>>,
+    /// Memory or descriptors the kernel uses that the slot owns: freed only
+    /// when the final completion is reaped.
+    payload: Option<Box<Payload>>,
+}
+
+pub enum Payload {
+    /// Room for waitid's `siginfo_t` (128 bytes), written by the kernel.
+    SigInfo([u64; 16]),
+    /// A pidfd being polled; closed when the slot is freed.
+    PidFd(#[allow(dead_code)] std::os::fd::OwnedFd),
 }
 
 #[derive(TypedData)]
@@ -106,6 +117,7 @@ impl URing {
         let hash = ruby.hash_new();
         hash.aset(ruby.to_symbol("setup"), format!("{:?}", ring.setup()))?;
         hash.aset(ruby.to_symbol("ext_arg"), ring.has_ext_arg())?;
+        hash.aset(ruby.to_symbol("waitid"), ring.has_waitid())?;
         Ok(hash.as_value())
     }
 }
@@ -137,5 +149,11 @@ pub fn init(ruby: &Ruby, selector_module: RModule) -> Result<(), Error> {
     class.define_method("closed?", method!(URing::is_closed, 0))?;
     class.define_method("features", method!(URing::features, 0))?;
     class.define_method("io_wait", method!(ops::poll::io_wait, 3))?;
+    class.define_method("io_read", method!(ops::rw::io_read, -1))?;
+    class.define_method("io_write", method!(ops::rw::io_write, -1))?;
+    class.define_method("io_pread", method!(ops::rw::io_pread, 6))?;
+    class.define_method("io_pwrite", method!(ops::rw::io_pwrite, 6))?;
+    class.define_method("io_close", method!(ops::close::io_close, 1))?;
+    class.define_method("process_wait", method!(ops::process::process_wait, 3))?;
     Ok(())
 }

@@ -5,6 +5,7 @@ use io_uring::squeue;
 use magnus::{Error, Ruby};
 
 use crate::ruby::fiber;
+use crate::uring::slots::{Lifecycle, OpHandle};
 use crate::uring::{SlotRefs, URing};
 
 /// What to do when the waiter leaves before its op completed.
@@ -69,19 +70,44 @@ impl URing {
             // blocking call would): the slot is already free.
             (Err(error), Some(_)) => Err(error),
             (switched, None) => {
-                self.abandon(ruby, handle, on_interrupt);
-                switched.map(|_| Parked::NoEvent)
+                let drained = self.abandon(ruby, handle, on_interrupt);
+                match (switched, drained) {
+                    (Err(error), _) => Err(error),
+                    // Resumed by hand, but the drained op had completed.
+                    (Ok(_), Some(result)) if result != -libc::ECANCELED => {
+                        Ok(Parked::Completed { result })
+                    }
+                    (Ok(_), _) => Ok(Parked::NoEvent),
+                }
             }
         }
     }
 
-    /// Cancel an op whose waiter is leaving without its completion.
-    fn abandon(
+    /// Submit `entry` at once and wait for its completion without switching
+    /// fibers (for quick ops such as close, which the kernel runs inline).
+    ///
+    /// # Safety
+    /// As `park`.
+    pub unsafe fn complete_now(
         &self,
         ruby: &Ruby,
-        handle: crate::uring::slots::OpHandle,
-        on_interrupt: OnInterrupt,
-    ) {
+        build: impl FnOnce(u64) -> squeue::Entry,
+    ) -> Result<i32, Error> {
+        self.core.check_owner(ruby)?;
+        let handle = self.slots.borrow_mut().insert(SlotRefs::default());
+        let entry = build(handle.user_data());
+        // SAFETY: forwarded from the caller's contract.
+        let queued = unsafe { self.push_sqe(ruby, &entry) }.and_then(|()| self.submit_now(ruby));
+        let result = self.drain(ruby, handle);
+        queued?;
+        result.ok_or_else(|| {
+            crate::ruby::error::io_error(ruby, "selector closed while an operation was in flight")
+        })
+    }
+
+    /// Cancel an op whose waiter is leaving without its completion. With
+    /// `Drain`, returns the op's result if it completed after all.
+    fn abandon(&self, ruby: &Ruby, handle: OpHandle, on_interrupt: OnInterrupt) -> Option<i32> {
         let user_data = handle.user_data();
         let cancelled = self.with_ring(ruby, |ring| ring.cancel(user_data));
         match on_interrupt {
@@ -91,12 +117,13 @@ impl URing {
                     refs.io = None;
                     refs.buffer = None;
                 });
+                None
             }
             OnInterrupt::Drain => {
                 if matches!(cancelled, Ok(Ok(()))) {
                     let _ = self.submit_now(ruby);
                 }
-                self.drain(ruby, handle);
+                self.drain(ruby, handle)
             }
         }
     }
@@ -104,13 +131,9 @@ impl URing {
     /// Wait (holding the GVL; a cancelled op completes promptly) until the
     /// op behind `handle` has completed, recording other completions without
     /// resuming anybody, then free its slot.
-    fn drain(&self, ruby: &Ruby, handle: crate::uring::slots::OpHandle) {
-        use crate::uring::slots::Lifecycle;
-        loop {
-            match self.slots.borrow().state(handle) {
-                Lifecycle::Pending => {}
-                _ => break,
-            }
+    fn drain(&self, ruby: &Ruby, handle: OpHandle) -> Option<i32> {
+        let _ = self.reap(ruby);
+        while self.slots.borrow().state(handle) == Lifecycle::Pending {
             let waited = self.with_ring(ruby, |ring| {
                 ring.wait(Some(std::time::Duration::from_millis(100)))
             });
@@ -120,8 +143,11 @@ impl URing {
             }
         }
         let mut slots = self.slots.borrow_mut();
-        if slots.take_completed(handle).is_none() {
+        let taken = slots.take_completed(handle).map(|(result, _, _)| result);
+        if taken.is_none() {
+            // Only when the ring failed: keep the memory owned until the end.
             slots.orphan(handle, |_| {});
         }
+        taken
     }
 }

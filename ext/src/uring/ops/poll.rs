@@ -1,5 +1,7 @@
 //! `io_wait` through a one-shot poll.
 
+use std::os::fd::RawFd;
+
 use io_uring::{opcode, types};
 use magnus::{Error, Integer, IntoValue, Ruby, Value};
 
@@ -20,11 +22,27 @@ pub fn io_wait(
         .ok_or_else(|| error::type_error(ruby, "events must be an Integer"))?
         .to_i32()?;
     let fd = io::descriptor(ruby, io)?;
+    Ok(match wait(ruby, rb_self, target, io, fd, wanted)? {
+        Some(ready) => ready.into_value_with(ruby),
+        None => false.into_value_with(ruby),
+    })
+}
+
+/// Park `target` until `fd` is ready for `wanted`: the ready events, or
+/// `None` when resumed without an event.
+pub fn wait(
+    ruby: &Ruby,
+    rb_self: &URing,
+    target: Value,
+    io: Value,
+    fd: RawFd,
+    wanted: i32,
+) -> Result<Option<i32>, Error> {
     let mask = events::to_poll(wanted);
     let refs = SlotRefs {
         fiber: Some(target.into()),
         io: Some(io.into()),
-        buffer: None,
+        ..SlotRefs::default()
     };
     let build = |user_data| {
         opcode::PollAdd::new(types::Fd(fd), mask)
@@ -32,12 +50,11 @@ pub fn io_wait(
             .user_data(user_data)
     };
     // SAFETY: a poll points at no memory.
-    let parked = unsafe { rb_self.park(ruby, refs, build, OnInterrupt::Orphan, false) }?;
-    match parked {
+    match unsafe { rb_self.park(ruby, refs, build, OnInterrupt::Orphan, false) }? {
         Parked::Completed { result } if result >= 0 => {
-            Ok(events::from_poll(result as u32, wanted).into_value_with(ruby))
+            Ok(Some(events::from_poll(result as u32, wanted)))
         }
         Parked::Completed { result } => Err(error::syserr(ruby, -result, "io_wait")),
-        Parked::NoEvent => Ok(false.into_value_with(ruby)),
+        Parked::NoEvent => Ok(None),
     }
 }

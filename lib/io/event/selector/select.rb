@@ -64,18 +64,16 @@ class IO
             @fiber = nil
           end
 
-          # Hands +result+ to the fiber and switches to it. Returns false if the
-          # waiter was cancelled or its fiber is dead.
-          def resume(result = nil, error = nil)
+          # Switches to the fiber (once) with #result/#error as set by the
+          # caller. Returns false if the waiter was cancelled or its fiber is dead.
+          def wake
             fiber = @fiber
             return false unless fiber
 
             @fiber = nil
             return false unless fiber.alive?
 
-            @result = result
-            @error = error
-            fiber.transfer(result)
+            fiber.transfer(@result)
             true
           end
         end
@@ -189,7 +187,7 @@ class IO
         # +io+ is, or gets, closed.
         def io_wait(fiber, io, events)
           check_open!
-          events = Integer(events)
+          integer!(events, "events")
           Kernel.raise IOError, "closed stream" if io.closed?
 
           waiter = Waiter.new(fiber, events)
@@ -224,7 +222,7 @@ class IO
           # #io_read at file position +from+ (pread), leaving the IO's own
           # position alone.
           def io_pread(fiber, io, buffer, from, length, offset)
-            from = Integer(from)
+            integer!(from, "from")
             transfer_loop(fiber, io, buffer, length, offset, IO::READABLE) do |at, maximum, done|
               pread_once(io, buffer, from + done, at, maximum)
             end
@@ -232,7 +230,7 @@ class IO
 
           # #io_write at file position +from+ (pwrite).
           def io_pwrite(fiber, io, buffer, from, length, offset)
-            from = Integer(from)
+            integer!(from, "from")
             transfer_loop(fiber, io, buffer, length, offset, IO::WRITABLE) do |at, maximum, done|
               pwrite_once(io, buffer, from + done, at, maximum)
             end
@@ -241,7 +239,8 @@ class IO
 
         # Closes the raw descriptor +fd+. Returns true.
         def io_close(fd)
-          ::IO.for_fd(Integer(fd), autoclose: true).close
+          integer!(fd, "fd")
+          ::IO.for_fd(fd, autoclose: true).close
           true
         end
 
@@ -252,8 +251,8 @@ class IO
         # helper before it can reap the child.
         def process_wait(fiber, pid, flags)
           check_open!
-          pid = Integer(pid)
-          flags = Integer(flags)
+          integer!(pid, "pid")
+          integer!(flags, "flags")
 
           waiter = Waiter.new(fiber)
           helper = Thread.new do
@@ -295,6 +294,8 @@ class IO
           timeout = validate_duration(duration)
 
           ran = run_ready
+          return 0 if @closed
+
           count = finish_process_waits
 
           readable, writable, priority, closed = interest
@@ -316,12 +317,23 @@ class IO
           Kernel.raise IOError, "selector is closed" if closed?
         end
 
+        def integer!(value, name)
+          return if value.is_a?(Integer)
+
+          Kernel.raise TypeError, "#{name} must be an Integer, not #{value.class}"
+        end
+
         def validate_duration(duration)
           return nil if duration.nil?
 
           unless duration.is_a?(Numeric) && duration.real?
             Kernel.raise TypeError, "select duration must be nil or a number of seconds, not #{duration.class}"
           end
+
+          if duration.is_a?(Float) && duration.nan?
+            Kernel.raise ArgumentError, "select duration is NaN"
+          end
+          return nil if duration.infinite? == 1
 
           duration.negative? ? 0 : duration
         end
@@ -363,8 +375,7 @@ class IO
           count = 0
           until @finished.empty?
             waiter = @finished.pop(true)
-            count += 1 if waiter.waiting?
-            waiter.resume
+            count += 1 if waiter.wake
           end
           count
         rescue ThreadError
@@ -388,7 +399,6 @@ class IO
               next true
             end
 
-            events = waiters.sum(0) { |waiter| waiter.events } # bits never overlap-carry below 32
             events = waiters.inject(0) { |mask, waiter| mask | waiter.events }
             readable << io if events.anybits?(IO::READABLE)
             writable << io if events.anybits?(IO::WRITABLE)
@@ -401,7 +411,8 @@ class IO
 
         def fail_closed(waiters)
           waiters.count do |waiter|
-            waiter.resume(nil, IOError.new("closed stream"))
+            waiter.error = IOError.new("closed stream")
+            waiter.wake
           end
         end
 
@@ -447,7 +458,10 @@ class IO
               matching = revents & waiter.events
               next if matching.zero?
 
-              handled = true if waiter.resume(matching)
+              next unless waiter.waiting?
+
+              waiter.result = matching
+              handled = true if waiter.wake
             end
             count += 1 if handled
           end
@@ -466,8 +480,8 @@ class IO
         # when +length+ is 0), waiting for readiness on EAGAIN.
         def transfer_loop(fiber, io, buffer, length, offset, event)
           check_open!
-          length = Integer(length)
-          offset = Integer(offset)
+          integer!(length, "length")
+          integer!(offset, "offset")
           Kernel.raise ArgumentError, "negative length #{length}" if length.negative?
           Kernel.raise ArgumentError, "negative offset #{offset}" if offset.negative?
 

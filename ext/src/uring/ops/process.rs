@@ -1,0 +1,108 @@
+//! `process_wait`: waitid through the ring (6.7+), else a poll of a pidfd.
+//! Both only learn that the child changed state (waitid runs with WNOWAIT);
+//! the status is reaped by `Process::Status.wait(pid, WNOHANG)` right before
+//! it is returned, so an interrupted wait never consumes an exit status that
+//! a later `Process.wait(pid)` should get. The `siginfo_t` and the pidfd are
+//! owned by the slot and freed with it.
+
+use io_uring::{opcode, types};
+use magnus::{prelude::*, Error, RModule, Ruby, Value};
+
+use super::park::{OnInterrupt, Parked};
+use crate::ruby::{error, fiber};
+use crate::selector::events;
+use crate::sys;
+use crate::uring::{Payload, SlotRefs, URing};
+
+pub fn process_wait(
+    ruby: &Ruby,
+    rb_self: &URing,
+    target: Value,
+    pid: i32,
+    flags: i32,
+) -> Result<Value, Error> {
+    let target = fiber::check(ruby, target)?;
+    if pid <= 0 {
+        // Any child, or a process group: a helper thread does it.
+        let selector: RModule = ruby.eval("IO::Event::Selector")?;
+        return selector.funcall("process_wait", (target, pid, flags));
+    }
+    loop {
+        if flags & libc::WNOHANG == 0 && !wait_for_change(ruby, rb_self, target, pid, flags)? {
+            // Resumed without an event: report "no change yet".
+            return Ok(ruby.qnil().as_value());
+        }
+        let status = reap(ruby, pid, flags | libc::WNOHANG)?;
+        if !status.is_nil() || flags & libc::WNOHANG != 0 {
+            return Ok(status);
+        }
+    }
+}
+
+/// `Process::Status.wait(pid, flags)`: a Process::Status, or nil with WNOHANG.
+fn reap(ruby: &Ruby, pid: i32, flags: i32) -> Result<Value, Error> {
+    let status_class: Value = ruby.eval("Process::Status")?;
+    status_class.funcall("wait", (pid, flags))
+}
+
+/// Park until `pid` changed state. False when resumed without an event.
+/// A process that is gone (or not ours) returns true at once, so that the
+/// reap reports the right error (ECHILD).
+fn wait_for_change(
+    ruby: &Ruby,
+    rb_self: &URing,
+    target: Value,
+    pid: i32,
+    flags: i32,
+) -> Result<bool, Error> {
+    let has_waitid = rb_self.with_ring(ruby, |ring| ring.has_waitid())?;
+    let mut refs = SlotRefs {
+        fiber: Some(target.into()),
+        ..SlotRefs::default()
+    };
+    let parked = if has_waitid {
+        let mut options = libc::WEXITED | libc::WNOWAIT;
+        if flags & libc::WUNTRACED != 0 {
+            options |= libc::WSTOPPED;
+        }
+        if flags & libc::WCONTINUED != 0 {
+            options |= libc::WCONTINUED;
+        }
+        const _: () = assert!(std::mem::size_of::<libc::siginfo_t>() <= 128);
+        let payload = Box::new(Payload::SigInfo([0; 16]));
+        let Payload::SigInfo(info) = &*payload else {
+            unreachable!()
+        };
+        let infop = info.as_ptr().cast::<libc::siginfo_t>();
+        refs.payload = Some(payload);
+        let build = move |user_data| {
+            opcode::WaitId::new(libc::P_PID, pid as libc::id_t, options)
+                .infop(infop)
+                .build()
+                .user_data(user_data)
+        };
+        // SAFETY: the siginfo lives in the slot's boxed payload until the final completion.
+        unsafe { rb_self.park(ruby, refs, build, OnInterrupt::Orphan, false) }?
+    } else {
+        let pidfd = match sys::pidfd_open(pid) {
+            Ok(pidfd) => pidfd,
+            Err(error) if error.raw_os_error() == Some(libc::ESRCH) => return Ok(true),
+            Err(error) => return Err(error::from_io(ruby, error, "pidfd_open")),
+        };
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&pidfd);
+        refs.payload = Some(Box::new(Payload::PidFd(pidfd)));
+        let mask = events::to_poll(events::READABLE);
+        let build = move |user_data| {
+            opcode::PollAdd::new(types::Fd(fd), mask)
+                .build()
+                .user_data(user_data)
+        };
+        // SAFETY: the pidfd is owned by the slot until the final completion.
+        unsafe { rb_self.park(ruby, refs, build, OnInterrupt::Orphan, false) }?
+    };
+    match parked {
+        // ECHILD and friends: let the reap raise the matching Errno.
+        Parked::Completed { .. } => Ok(true),
+        Parked::NoEvent => Ok(false),
+    }
+}
