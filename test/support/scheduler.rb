@@ -30,63 +30,6 @@ require "io/event"
 require "timeout"
 
 class IOEventTestScheduler
-  # Simple timer queue, used only when IO::Event::Timers is not available.
-  # Same interface as the part of IO::Event::Timers this scheduler uses.
-  class SimpleTimers
-    class Handle
-      attr_reader :time
-
-      def initialize(time, block)
-        @time = time
-        @block = block
-      end
-
-      def call
-        block = @block
-        @block = nil
-        block&.call
-      end
-
-      def cancel!
-        @block = nil
-      end
-
-      def cancelled?
-        @block.nil?
-      end
-    end
-
-    def initialize
-      @handles = []
-    end
-
-    def after(offset, &block)
-      handle = Handle.new(now + offset.to_f, block)
-      index = @handles.bsearch_index { |other| other.time > handle.time } || @handles.size
-      @handles.insert(index, handle)
-      handle
-    end
-
-    def wait_interval(now = self.now)
-      @handles.shift while @handles.first&.cancelled?
-      first = @handles.first
-      first && first.time - now
-    end
-
-    def fire(now = self.now)
-      while (handle = @handles.first) && (handle.cancelled? || handle.time <= now)
-        @handles.shift
-        handle.call unless handle.cancelled?
-      end
-    end
-
-    def now
-      Process.clock_gettime(Process::CLOCK_MONOTONIC)
-    end
-  end
-
-  TIMERS_CLASS = defined?(IO::Event::Timers) ? IO::Event::Timers : SimpleTimers
-
   # Hooks that forward the buffered operations to the selector. They are added to
   # an instance (with `extend`) only when its selector implements them, because
   # Ruby decides whether to call a hook by checking that the method exists.
@@ -128,7 +71,7 @@ class IOEventTestScheduler
       else selector
       end
 
-    @timers = TIMERS_CLASS.new
+    @timers = IO::Event::Timers.new
 
     # Scheduled fibers that have not finished yet.
     @count = 0
@@ -163,14 +106,15 @@ class IOEventTestScheduler
 
   # -- Fiber creation ------------------------------------------------------
 
-  # Fiber.schedule: start the block in a new non-blocking fiber at once. The
-  # caller is put on the ready queue and continues at the next select.
-  def fiber(&block)
+  # Fiber.schedule(*arguments) { |*arguments| }: start the block in a new
+  # non-blocking fiber at once. The caller is put on the ready queue and
+  # continues at the next select.
+  def fiber(*arguments, &block)
     raise ArgumentError, "no block given" unless block
     raise IOError, "scheduler is closed" if @closed
 
     fiber = Fiber.new(blocking: false) do
-      block.call
+      block.call(*arguments)
     rescue Exception => error # rubocop:disable Lint/RescueException
       @on_error.call(error)
     ensure

@@ -24,11 +24,7 @@ pub struct Bytes {
 /// use it, run `f` with its bytes, and unlock on every return route.
 /// A non-buffer raises `TypeError`; a read-only buffer given for reading into
 /// raises too (both from Ruby's own checks).
-pub fn with_locked<R>(
-    buffer: Value,
-    access: Access,
-    f: impl FnOnce(Bytes) -> Result<R, Error>,
-) -> Result<R, Error> {
+pub fn with_locked<R>(buffer: Value, access: Access, f: impl FnOnce(Bytes) -> Result<R, Error>) -> Result<R, Error> {
     let bytes = bytes(buffer, access)?;
     let already_locked: bool = buffer.funcall("locked?", ())?;
     if !already_locked {
@@ -52,9 +48,7 @@ fn bytes(buffer: Value, access: Access) -> Result<Bytes, Error> {
         // and access (read-only, freed) and raises, which protect catches.
         unsafe {
             match access {
-                Access::Write => {
-                    rb_sys::rb_io_buffer_get_bytes_for_writing(raw, &mut base, &mut size)
-                }
+                Access::Write => rb_sys::rb_io_buffer_get_bytes_for_writing(raw, &mut base, &mut size),
                 Access::Read => {
                     let out = (&mut base as *mut *mut c_void).cast::<*const c_void>();
                     rb_sys::rb_io_buffer_get_bytes_for_reading(raw, out, &mut size)
@@ -63,8 +57,5 @@ fn bytes(buffer: Value, access: Access) -> Result<Bytes, Error> {
         }
         rb_sys::Qnil as rb_sys::VALUE
     })?;
-    Ok(Bytes {
-        base: base.cast(),
-        size: size as usize,
-    })
+    Ok(Bytes { base: base.cast(), size: size as usize })
 }

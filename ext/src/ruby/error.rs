@@ -23,10 +23,7 @@ pub fn syserr(ruby: &Ruby, errno: i32, context: &str) -> Error {
 pub fn from_io(ruby: &Ruby, error: std::io::Error, context: &str) -> Error {
     match error.raw_os_error() {
         Some(errno) => syserr(ruby, errno, context),
-        None => Error::new(
-            ruby.exception_runtime_error(),
-            format!("{context}: {error}"),
-        ),
+        None => Error::new(ruby.exception_runtime_error(), format!("{context}: {error}")),
     }
 }
 

@@ -20,9 +20,7 @@ pub fn transfer(fiber: Value, args: &[Value]) -> Result<Value, Error> {
 pub fn is_alive(fiber: Value) -> Result<bool, Error> {
     match Fiber::from_value(fiber) {
         Some(fiber) => Ok(fiber.is_alive()),
-        None => fiber
-            .funcall::<_, _, Value>("alive?", ())
-            .map(|v| v.to_bool()),
+        None => fiber.funcall::<_, _, Value>("alive?", ()).map(|v| v.to_bool()),
     }
 }
 
@@ -38,10 +36,7 @@ pub fn check(ruby: &Ruby, fiber: Value) -> Result<Value, Error> {
     } else {
         Err(super::error::type_error(
             ruby,
-            format!(
-                "expected a Fiber (or an object responding to transfer), got {}",
-                unsafe_class_name(fiber)
-            ),
+            format!("expected a Fiber (or an object responding to transfer), got {}", unsafe_class_name(fiber)),
         ))
     }
 }

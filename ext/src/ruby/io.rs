@@ -2,15 +2,15 @@
 
 use std::os::fd::RawFd;
 
-use magnus::{prelude::*, Error, Integer, RFile, Ruby, Value};
+use magnus::{prelude::*, rb_sys::AsRawValue, Error, Integer, RFile, Ruby, Value};
 
 use super::error::{io_error, type_error};
 
-/// The descriptor behind `io`: an `IO` (raising `IOError` when it is closed)
-/// or a raw Integer descriptor.
+/// The descriptor behind `io`: an `IO` (raising `IOError` when it is closed),
+/// anything with `to_io` (a Tempfile), or a raw Integer descriptor.
 pub fn descriptor(ruby: &Ruby, io: Value) -> Result<RawFd, Error> {
     if RFile::from_value(io).is_some() {
-        return io.funcall("fileno", ());
+        return open_descriptor(io);
     }
     if let Some(int) = Integer::from_value(io) {
         let fd = int.to_i32()?;
@@ -19,5 +19,21 @@ pub fn descriptor(ruby: &Ruby, io: Value) -> Result<RawFd, Error> {
         }
         return Ok(fd);
     }
-    Err(type_error(ruby, "expected an IO or an Integer descriptor"))
+    if io.respond_to("to_io", false)? {
+        let inner: Value = io.funcall("to_io", ())?;
+        if RFile::from_value(inner).is_some() {
+            return open_descriptor(inner);
+        }
+    }
+    Err(type_error(ruby, format!("expected an IO or an Integer descriptor, got {}", crate::selector::class_name(io))))
+}
+
+fn open_descriptor(io: Value) -> Result<RawFd, Error> {
+    let mut fd = -1;
+    magnus::rb_sys::protect(|| {
+        // SAFETY: `io` is a T_FILE; a closed stream raises IOError, caught by protect.
+        fd = unsafe { rb_sys::rb_io_descriptor(io.as_raw()) };
+        rb_sys::Qnil as rb_sys::VALUE
+    })?;
+    Ok(fd)
 }

@@ -18,10 +18,7 @@ pub fn without_gvl<F, R>(wake_fd: RawFd, func: F) -> Option<R>
 where
     F: FnOnce() -> R,
 {
-    let mut call = Call {
-        func: Some(func),
-        result: None,
-    };
+    let mut call = Call { func: Some(func), result: None };
     call_nogvl(&mut call, wake_fd);
     match call.result? {
         Ok(value) => Some(value),
@@ -37,13 +34,7 @@ fn call_nogvl<F: FnOnce() -> R, R>(call: &mut Call<F, R>, wake_fd: RawFd) {
     // matches `F`/`R`; the unblock function only writes to an eventfd that the
     // selector keeps open while it is blocked.
     unsafe {
-        rb_sys::rb_nogvl(
-            Some(trampoline::<F, R>),
-            data,
-            Some(unblock),
-            wake,
-            rb_sys::RB_NOGVL_INTR_FAIL as i32,
-        );
+        rb_sys::rb_nogvl(Some(trampoline::<F, R>), data, Some(unblock), wake, rb_sys::RB_NOGVL_INTR_FAIL as i32);
     }
 }
 

@@ -96,11 +96,7 @@ impl Core {
 
     /// Queue the current fiber, run `switch`, and take our queue entry back
     /// out whichever way we come back.
-    fn with_current_queued(
-        &self,
-        ruby: &Ruby,
-        switch: impl FnOnce() -> Result<Value, Error>,
-    ) -> Result<Value, Error> {
+    fn with_current_queued(&self, ruby: &Ruby, switch: impl FnOnce() -> Result<Value, Error>) -> Result<Value, Error> {
         let current = fiber::current(ruby);
         let token = self.state.borrow_mut().ready.push(current.into());
         let result = switch();

@@ -69,9 +69,6 @@ mod tests {
     fn hangup_wakes_readers_and_writers() {
         assert_eq!(from_poll(libc::POLLHUP as u32, READABLE), READABLE);
         assert_eq!(from_poll(libc::POLLERR as u32, WRITABLE), WRITABLE);
-        assert_eq!(
-            from_poll(libc::POLLHUP as u32, READABLE | WRITABLE),
-            READABLE
-        );
+        assert_eq!(from_poll(libc::POLLHUP as u32, READABLE | WRITABLE), READABLE);
     }
 }

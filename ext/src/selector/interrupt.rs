@@ -16,9 +16,7 @@ impl Interrupt {
             return Err(io::Error::last_os_error());
         }
         // SAFETY: `fd` is a fresh descriptor that nothing else owns.
-        Ok(Interrupt {
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
-        })
+        Ok(Interrupt { fd: unsafe { OwnedFd::from_raw_fd(fd) } })
     }
 
     pub fn fd(&self) -> RawFd {

@@ -10,9 +10,7 @@ pub mod transfer_loop;
 
 use std::time::Duration;
 
-use magnus::{
-    prelude::*, typed_data::DataTypeFunctions, Error, Float, Integer, Ruby, TypedData, Value,
-};
+use magnus::{prelude::*, typed_data::DataTypeFunctions, Error, Float, Integer, Ruby, TypedData, Value};
 
 pub use self::core::Core;
 use crate::ruby::error::type_error;
@@ -37,10 +35,7 @@ macro_rules! define_core_methods {
         class.define_method("push", method!(shared::push::<$backend>, 1))?;
         class.define_method("raise", method!(shared::raise::<$backend>, -1))?;
         class.define_method("ready?", method!(shared::ready_p::<$backend>, 0))?;
-        class.define_method(
-            "idle_duration",
-            method!(shared::idle_duration::<$backend>, 0),
-        )?;
+        class.define_method("idle_duration", method!(shared::idle_duration::<$backend>, 0))?;
         class.define_method("wakeup", method!(shared::wakeup::<$backend>, 0))?;
     }};
 }
@@ -62,10 +57,7 @@ pub mod shared {
     fn split_fiber<'a>(ruby: &Ruby, args: &'a [Value]) -> Result<(Value, &'a [Value]), Error> {
         match args.split_first() {
             Some((fiber, rest)) => Ok((*fiber, rest)),
-            None => Err(crate::ruby::error::argument_error(
-                ruby,
-                "wrong number of arguments (given 0, expected 1+)",
-            )),
+            None => Err(crate::ruby::error::argument_error(ruby, "wrong number of arguments (given 0, expected 1+)")),
         }
     }
 
@@ -117,13 +109,7 @@ pub fn duration(ruby: &Ruby, value: Value) -> Result<Option<Duration>, Error> {
         let seconds: f64 = value.funcall("to_f", ())?;
         return Ok(Some(timeout::from_seconds(seconds)));
     }
-    Err(type_error(
-        ruby,
-        format!(
-            "select duration must be nil or Numeric, not {}",
-            class_name(value)
-        ),
-    ))
+    Err(type_error(ruby, format!("select duration must be nil or Numeric, not {}", class_name(value))))
 }
 
 /// The class name of `value`, for error messages.

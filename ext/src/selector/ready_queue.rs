@@ -26,12 +26,7 @@ pub struct ReadyQueue<T> {
 
 impl<T> Default for ReadyQueue<T> {
     fn default() -> Self {
-        ReadyQueue {
-            order: VecDeque::new(),
-            entries: Vec::new(),
-            free: Vec::new(),
-            live: 0,
-        }
+        ReadyQueue { order: VecDeque::new(), entries: Vec::new(), free: Vec::new(), live: 0 }
     }
 }
 
@@ -40,19 +35,13 @@ impl<T> ReadyQueue<T> {
         let index = match self.free.pop() {
             Some(index) => index,
             None => {
-                self.entries.push(Entry {
-                    generation: 0,
-                    value: None,
-                });
+                self.entries.push(Entry { generation: 0, value: None });
                 (self.entries.len() - 1) as u32
             }
         };
         let entry = &mut self.entries[index as usize];
         entry.value = Some(value);
-        let token = Token {
-            index,
-            generation: entry.generation,
-        };
+        let token = Token { index, generation: entry.generation };
         self.order.push_back(token);
         self.live += 1;
         token

@@ -30,13 +30,14 @@ pub trait Backend {
     /// One read (`Access::Write`) or write (`Access::Read`) of up to `len`
     /// bytes at `base`, at file `position` (`None`: the current position /
     /// a stream). Returns bytes moved or `-errno`.
-    fn attempt(
-        &self,
-        op: &Transfer,
-        base: *mut u8,
-        len: usize,
-        position: Option<u64>,
-    ) -> Result<isize, Error>;
+    fn attempt(&self, op: &Transfer, base: *mut u8, len: usize, position: Option<u64>) -> Result<isize, Error>;
+
+    /// As `attempt`, but must not wait for the descriptor (`length == 0`):
+    /// `-EAGAIN` when nothing can be moved now. Backends whose `attempt`
+    /// never waits need not override it.
+    fn attempt_now(&self, op: &Transfer, base: *mut u8, len: usize, position: Option<u64>) -> Result<isize, Error> {
+        self.attempt(op, base, len, position)
+    }
 
     /// Park until the descriptor is ready for `events`.
     fn wait_ready(&self, op: &Transfer, events: i32) -> Result<(), Error>;
@@ -64,7 +65,11 @@ pub fn run(
             // SAFETY: offset < size, so the pointer stays inside the buffer.
             let base = unsafe { bytes.base.add(offset) };
             let at = position.map(|p| p + total as u64);
-            let result = backend.attempt(&op, base, bytes.size - offset, at)?;
+            let result = if length == 0 {
+                backend.attempt_now(&op, base, bytes.size - offset, at)?
+            } else {
+                backend.attempt(&op, base, bytes.size - offset, at)?
+            };
             if result > 0 {
                 let moved = result as usize;
                 total += moved;

@@ -9,8 +9,8 @@ pub mod slots;
 use std::cell::RefCell;
 
 use magnus::{
-    function, gc::Marker, method, prelude::*, typed_data::DataTypeFunctions, value::Opaque, Error,
-    RModule, Ruby, TypedData, Value,
+    function, gc::Marker, method, prelude::*, typed_data::DataTypeFunctions, value::Opaque, Error, RModule, Ruby,
+    TypedData, Value,
 };
 
 use self::ring::Ring;
@@ -78,15 +78,10 @@ impl Drop for URing {
 impl URing {
     fn new(ruby: &Ruby, loop_fiber: Value) -> Result<URing, Error> {
         let core = Core::new(ruby, loop_fiber)?;
-        let legacy =
-            std::env::var_os("IO_EVENT_URING_LEGACY").is_some_and(|v| !v.is_empty() && v != "0");
+        let legacy = std::env::var_os("IO_EVENT_URING_LEGACY").is_some_and(|v| !v.is_empty() && v != "0");
         let ring = Ring::new(ring::ENTRIES, core.interrupt().fd(), legacy)
             .map_err(|e| error::from_io(ruby, e, "io_uring_setup"))?;
-        Ok(URing {
-            core,
-            ring: RefCell::new(Some(ring)),
-            slots: RefCell::new(Slots::default()),
-        })
+        Ok(URing { core, ring: RefCell::new(Some(ring)), slots: RefCell::new(Slots::default()) })
     }
 
     fn is_closed(&self) -> bool {
@@ -111,9 +106,7 @@ impl URing {
     /// and whether the wait uses EXT_ARG. For tests and diagnostics.
     fn features(ruby: &Ruby, rb_self: &Self) -> Result<Value, Error> {
         let ring = rb_self.ring.borrow();
-        let ring = ring
-            .as_ref()
-            .ok_or_else(|| error::io_error(ruby, "selector is closed"))?;
+        let ring = ring.as_ref().ok_or_else(|| error::io_error(ruby, "selector is closed"))?;
         let hash = ruby.hash_new();
         hash.aset(ruby.to_symbol("setup"), format!("{:?}", ring.setup()))?;
         hash.aset(ruby.to_symbol("ext_arg"), ring.has_ext_arg())?;

@@ -36,17 +36,10 @@ impl Setup {
     fn apply(self, builder: &mut io_uring::Builder) {
         match self {
             Setup::Deferred => {
-                builder
-                    .setup_single_issuer()
-                    .setup_defer_taskrun()
-                    .setup_taskrun_flag()
-                    .setup_submit_all();
+                builder.setup_single_issuer().setup_defer_taskrun().setup_taskrun_flag().setup_submit_all();
             }
             Setup::Cooperative => {
-                builder
-                    .setup_coop_taskrun()
-                    .setup_taskrun_flag()
-                    .setup_submit_all();
+                builder.setup_coop_taskrun().setup_taskrun_flag().setup_submit_all();
             }
             Setup::SubmitAll => {
                 builder.setup_submit_all();
@@ -87,12 +80,7 @@ impl Ring {
         let chain: &[Setup] = if legacy {
             &[Setup::Plain]
         } else {
-            &[
-                Setup::Deferred,
-                Setup::Cooperative,
-                Setup::SubmitAll,
-                Setup::Plain,
-            ]
+            &[Setup::Deferred, Setup::Cooperative, Setup::SubmitAll, Setup::Plain]
         };
         let mut last = io::Error::from_raw_os_error(libc::EINVAL);
         for &setup in chain {
@@ -194,13 +182,9 @@ impl Ring {
         if self.wake_armed {
             return Ok(());
         }
-        let entry = opcode::Read::new(
-            types::Fd(self.wake_fd),
-            (&mut *self.wake_buf as *mut u64).cast(),
-            8,
-        )
-        .build()
-        .user_data(USER_DATA_WAKEUP);
+        let entry = opcode::Read::new(types::Fd(self.wake_fd), (&mut *self.wake_buf as *mut u64).cast(), 8)
+            .build()
+            .user_data(USER_DATA_WAKEUP);
         // SAFETY: `wake_buf` is boxed and owned by the ring, and close drains
         // the ring before it is dropped.
         unsafe { self.push(&entry)? };
@@ -214,9 +198,7 @@ impl Ring {
 
     /// Ask the kernel to cancel the op with `user_data`.
     pub fn cancel(&mut self, user_data: u64) -> io::Result<()> {
-        let entry = opcode::AsyncCancel::new(user_data)
-            .build()
-            .user_data(USER_DATA_CANCEL);
+        let entry = opcode::AsyncCancel::new(user_data).build().user_data(USER_DATA_CANCEL);
         // SAFETY: a cancel request points at no memory.
         unsafe { self.push(&entry) }
     }
@@ -234,10 +216,7 @@ impl Ring {
                 } else {
                     *self.timeout = ts;
                     // Completes after the first other completion, or on expiry.
-                    let entry = opcode::Timeout::new(&*self.timeout)
-                        .count(1)
-                        .build()
-                        .user_data(USER_DATA_TIMEOUT);
+                    let entry = opcode::Timeout::new(&*self.timeout).count(1).build().user_data(USER_DATA_TIMEOUT);
                     // SAFETY: the kernel copies the timespec when the SQE is submitted,
                     // which happens in the enter below; the box outlives it anyway.
                     unsafe { self.push(&entry)? };
@@ -248,9 +227,7 @@ impl Ring {
         match result {
             Ok(_) => Ok(()),
             Err(error) => match error.raw_os_error() {
-                Some(libc::ETIME) | Some(libc::EINTR) | Some(libc::EBUSY) | Some(libc::EAGAIN) => {
-                    Ok(())
-                }
+                Some(libc::ETIME) | Some(libc::EINTR) | Some(libc::EBUSY) | Some(libc::EAGAIN) => Ok(()),
                 _ => Err(error),
             },
         }
@@ -275,9 +252,7 @@ impl Ring {
             drop(cq);
             if overflow != self.overflow_seen && !self.nodrop {
                 self.overflow_seen = overflow;
-                return Err(io::Error::other(
-                    "io_uring completion queue overflowed: completions were lost",
-                ));
+                return Err(io::Error::other("io_uring completion queue overflowed: completions were lost"));
             }
             if !self.uring.submission().cq_overflow() {
                 return Ok(count);
@@ -286,10 +261,7 @@ impl Ring {
             match self.uring.submit() {
                 Ok(_) => {}
                 Err(error)
-                    if matches!(
-                        error.raw_os_error(),
-                        Some(libc::EBUSY) | Some(libc::EAGAIN) | Some(libc::EINTR)
-                    ) => {}
+                    if matches!(error.raw_os_error(), Some(libc::EBUSY) | Some(libc::EAGAIN) | Some(libc::EINTR)) => {}
                 Err(error) => return Err(error),
             }
         }

@@ -14,11 +14,7 @@ use crate::ruby::{error, fiber, nogvl};
 impl URing {
     /// Run `f` on the open ring; `IOError` when the selector is closed (or
     /// this is a forked child, which must never touch the parent's ring).
-    pub(super) fn with_ring<R>(
-        &self,
-        ruby: &Ruby,
-        f: impl FnOnce(&mut Ring) -> R,
-    ) -> Result<R, Error> {
+    pub(super) fn with_ring<R>(&self, ruby: &Ruby, f: impl FnOnce(&mut Ring) -> R) -> Result<R, Error> {
         if self.core.is_forked() {
             return Err(error::io_error(ruby, "selector is closed (forked child)"));
         }
@@ -39,8 +35,7 @@ impl URing {
                 match ring.submit() {
                     Ok(()) => {}
                     // What is left in the SQ goes with the next enter.
-                    Err(e)
-                        if matches!(e.raw_os_error(), Some(libc::EBUSY) | Some(libc::EAGAIN)) => {}
+                    Err(e) if matches!(e.raw_os_error(), Some(libc::EBUSY) | Some(libc::EAGAIN)) => {}
                     Err(e) => return Err(e),
                 }
             }
@@ -60,11 +55,7 @@ impl URing {
     ///
     /// # Safety
     /// As `Ring::push`: the entry's pointers stay valid until its completion.
-    pub(super) unsafe fn push_sqe(
-        &self,
-        ruby: &Ruby,
-        entry: &io_uring::squeue::Entry,
-    ) -> Result<(), Error> {
+    pub(super) unsafe fn push_sqe(&self, ruby: &Ruby, entry: &io_uring::squeue::Entry) -> Result<(), Error> {
         for _ in 0..1024 {
             // SAFETY: forwarded from the caller's contract.
             let pushed = self.with_ring(ruby, |ring| unsafe { ring.push(entry) })?;
@@ -76,11 +67,7 @@ impl URing {
                 Err(e) => return Err(error::from_io(ruby, e, "io_uring_enter")),
             }
         }
-        Err(error::syserr(
-            ruby,
-            libc::EBUSY,
-            "io_uring submission queue stays full",
-        ))
+        Err(error::syserr(ruby, libc::EBUSY, "io_uring submission queue stays full"))
     }
 
     /// Submit now (for ops that must be live when the call returns).
@@ -94,11 +81,7 @@ impl URing {
                 Err(e) => return Err(error::from_io(ruby, e, "io_uring_enter")),
             }
         }
-        Err(error::syserr(
-            ruby,
-            libc::EBUSY,
-            "io_uring submission queue stays full",
-        ))
+        Err(error::syserr(ruby, libc::EBUSY, "io_uring submission queue stays full"))
     }
 
     /// Resume the fibers of completed ops, oldest first. No borrow is held
@@ -107,11 +90,7 @@ impl URing {
     fn resume_completed(&self, ruby: &Ruby) -> Result<usize, Error> {
         let mut resumed = 0;
         loop {
-            let next = self
-                .slots
-                .borrow_mut()
-                .next_ready()
-                .and_then(|refs| refs.fiber);
+            let next = self.slots.borrow_mut().next_ready().and_then(|refs| refs.fiber);
             let Some(next) = next else { return Ok(resumed) };
             resumed += 1;
             fiber::transfer(ruby.get_inner(next), &[])?;
@@ -162,9 +141,7 @@ pub fn shutdown(mut ring: Ring, slots: &mut Slots<SlotRefs>, forked: bool) {
             let _ = ring.cancel(super::ring::USER_DATA_WAKEUP);
         }
         let deadline = Instant::now() + Duration::from_secs(2);
-        while (!slots.in_flight().next().is_none() || ring.is_wake_armed())
-            && Instant::now() < deadline
-        {
+        while (!slots.in_flight().next().is_none() || ring.is_wake_armed()) && Instant::now() < deadline {
             let _ = ring.submit();
             let _ = ring.wait(Some(Duration::from_millis(50)));
             let _ = ring.reap(|user_data, result, flags| {

@@ -28,10 +28,7 @@ impl OpHandle {
         if user_data >> 63 != 0 {
             return None;
         }
-        Some(OpHandle {
-            index: user_data as u32,
-            generation: (user_data >> 32) as u32,
-        })
+        Some(OpHandle { index: user_data as u32, generation: (user_data >> 32) as u32 })
     }
 }
 
@@ -66,12 +63,7 @@ pub struct Slots<T> {
 
 impl<T> Default for Slots<T> {
     fn default() -> Self {
-        Slots {
-            slots: Vec::new(),
-            free: Vec::new(),
-            live: 0,
-            ready: VecDeque::new(),
-        }
+        Slots { slots: Vec::new(), free: Vec::new(), live: 0, ready: VecDeque::new() }
     }
 }
 
@@ -80,11 +72,7 @@ impl<T> Slots<T> {
         let index = match self.free.pop() {
             Some(index) => index,
             None => {
-                self.slots.push(Slot {
-                    generation: 1,
-                    state: Lifecycle::Free,
-                    refs: None,
-                });
+                self.slots.push(Slot { generation: 1, state: Lifecycle::Free, refs: None });
                 (self.slots.len() - 1) as u32
             }
         };
@@ -92,10 +80,7 @@ impl<T> Slots<T> {
         slot.state = Lifecycle::Pending;
         slot.refs = Some(refs);
         self.live += 1;
-        OpHandle {
-            index,
-            generation: slot.generation,
-        }
+        OpHandle { index, generation: slot.generation }
     }
 
     fn slot(&self, handle: OpHandle) -> Option<&Slot<T>> {
@@ -152,9 +137,7 @@ impl<T> Slots<T> {
     /// The waiter's side: take the result and free the slot if it completed.
     pub fn take_completed(&mut self, handle: OpHandle) -> Option<(i32, u32, T)> {
         match self.state(handle) {
-            Lifecycle::Completed { result, flags } => {
-                self.release(handle).map(|refs| (result, flags, refs))
-            }
+            Lifecycle::Completed { result, flags } => self.release(handle).map(|refs| (result, flags, refs)),
             _ => None,
         }
     }
@@ -190,19 +173,15 @@ impl<T> Slots<T> {
     /// Every op still in flight in the kernel (pending or orphaned).
     pub fn in_flight(&self) -> impl Iterator<Item = OpHandle> + '_ {
         self.slots.iter().enumerate().filter_map(|(index, slot)| {
-            matches!(slot.state, Lifecycle::Pending | Lifecycle::Orphaned).then_some(OpHandle {
-                index: index as u32,
-                generation: slot.generation,
-            })
+            matches!(slot.state, Lifecycle::Pending | Lifecycle::Orphaned)
+                .then_some(OpHandle { index: index as u32, generation: slot.generation })
         })
     }
 
     /// References of every op whose waiter is still interested (for marking).
     pub fn waiting_refs(&self) -> impl Iterator<Item = &T> {
         self.slots.iter().filter_map(|slot| match slot.state {
-            Lifecycle::Pending | Lifecycle::Completed { .. } | Lifecycle::Orphaned => {
-                slot.refs.as_ref()
-            }
+            Lifecycle::Pending | Lifecycle::Completed { .. } | Lifecycle::Orphaned => slot.refs.as_ref(),
             Lifecycle::Free => None,
         })
     }
@@ -211,10 +190,7 @@ impl<T> Slots<T> {
     pub fn clear(&mut self) {
         for index in 0..self.slots.len() {
             let generation = self.slots[index].generation;
-            self.release(OpHandle {
-                index: index as u32,
-                generation,
-            });
+            self.release(OpHandle { index: index as u32, generation });
         }
         self.ready.clear();
     }

@@ -69,16 +69,26 @@ class IO
 
       # Waits for a child to change state on a helper thread, for the cases a
       # selector cannot watch itself (pid <= 0: any child or a process group).
+      # Called as process_wait(pid, flags), like io-event, or as
+      # process_wait(fiber, pid, flags) with the waiting fiber first (as a
+      # selector's own process_wait gets it; the fiber is not needed here).
       # +flags+ are waitpid flags (Process::WNOHANG, Process::WUNTRACED).
       # Returns a Process::Status (nil with WNOHANG when nothing changed).
       #
       # Joining the thread is fiber-scheduler aware, so under a scheduler only
-      # the calling fiber waits. If the caller is interrupted (an exception
-      # raised into it, Thread#raise, Fiber#kill), the helper is killed so it
-      # cannot reap the child later; the child stays waitable.
-      def self.process_wait(pid, flags)
-        pid = Integer(pid)
-        flags = Integer(flags)
+      # the calling fiber waits; without one the whole thread waits. If the
+      # caller is interrupted (an exception raised into it, Thread#raise,
+      # Fiber#kill), the helper is killed, so it does not go on to reap a
+      # child nobody waits for any more.
+      def self.process_wait(*arguments)
+        unless arguments.size.between?(2, 3)
+          raise ArgumentError, "wrong number of arguments (given #{arguments.size}, expected 2..3)"
+        end
+
+        pid, flags = arguments.last(2)
+        unless pid.is_a?(Integer) && flags.is_a?(Integer)
+          raise TypeError, "process_wait: pid and flags must be Integers, not #{pid.class} and #{flags.class}"
+        end
 
         thread = ::Thread.new do
           ::Thread.current.report_on_exception = false

@@ -10,11 +10,7 @@ use crate::uring::URing;
 
 pub fn io_close(ruby: &Ruby, rb_self: &URing, descriptor: Value) -> Result<bool, Error> {
     let fd = io::descriptor(ruby, descriptor)?;
-    let build = |user_data| {
-        opcode::Close::new(types::Fd(fd))
-            .build()
-            .user_data(user_data)
-    };
+    let build = |user_data| opcode::Close::new(types::Fd(fd)).build().user_data(user_data);
     // SAFETY: a close points at no memory.
     let result = unsafe { rb_self.complete_now(ruby, build) }?;
     if result < 0 {

@@ -49,13 +49,16 @@ impl URing {
         let handle = self.slots.borrow_mut().insert(refs);
         let entry = build(handle.user_data());
         // SAFETY: forwarded from the caller's contract.
-        let queued = unsafe { self.push_sqe(ruby, &entry) }.and_then(|()| {
-            if submit_now {
-                self.submit_now(ruby)
-            } else {
-                Ok(())
-            }
-        });
+        let queued =
+            unsafe { self.push_sqe(ruby, &entry) }.and_then(
+                |()| {
+                    if submit_now {
+                        self.submit_now(ruby)
+                    } else {
+                        Ok(())
+                    }
+                },
+            );
         if let Err(error) = queued {
             self.abandon(ruby, handle, OnInterrupt::Drain);
             return Err(error);
@@ -74,9 +77,7 @@ impl URing {
                 match (switched, drained) {
                     (Err(error), _) => Err(error),
                     // Resumed by hand, but the drained op had completed.
-                    (Ok(_), Some(result)) if result != -libc::ECANCELED => {
-                        Ok(Parked::Completed { result })
-                    }
+                    (Ok(_), Some(result)) if result != -libc::ECANCELED => Ok(Parked::Completed { result }),
                     (Ok(_), _) => Ok(Parked::NoEvent),
                 }
             }
@@ -88,11 +89,7 @@ impl URing {
     ///
     /// # Safety
     /// As `park`.
-    pub unsafe fn complete_now(
-        &self,
-        ruby: &Ruby,
-        build: impl FnOnce(u64) -> squeue::Entry,
-    ) -> Result<i32, Error> {
+    pub unsafe fn complete_now(&self, ruby: &Ruby, build: impl FnOnce(u64) -> squeue::Entry) -> Result<i32, Error> {
         self.core.check_owner(ruby)?;
         let handle = self.slots.borrow_mut().insert(SlotRefs::default());
         let entry = build(handle.user_data());
@@ -100,9 +97,7 @@ impl URing {
         let queued = unsafe { self.push_sqe(ruby, &entry) }.and_then(|()| self.submit_now(ruby));
         let result = self.drain(ruby, handle);
         queued?;
-        result.ok_or_else(|| {
-            crate::ruby::error::io_error(ruby, "selector closed while an operation was in flight")
-        })
+        result.ok_or_else(|| crate::ruby::error::io_error(ruby, "selector closed while an operation was in flight"))
     }
 
     /// Cancel an op whose waiter is leaving without its completion. With
@@ -134,9 +129,7 @@ impl URing {
     fn drain(&self, ruby: &Ruby, handle: OpHandle) -> Option<i32> {
         let _ = self.reap(ruby);
         while self.slots.borrow().state(handle) == Lifecycle::Pending {
-            let waited = self.with_ring(ruby, |ring| {
-                ring.wait(Some(std::time::Duration::from_millis(100)))
-            });
+            let waited = self.with_ring(ruby, |ring| ring.wait(Some(std::time::Duration::from_millis(100))));
             if !matches!(waited, Ok(Ok(()))) || self.reap(ruby).is_err() {
                 // The ring is gone or failing: nothing will complete any more.
                 break;

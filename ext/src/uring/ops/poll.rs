@@ -10,17 +10,10 @@ use crate::ruby::{error, fiber, io};
 use crate::selector::events;
 use crate::uring::{SlotRefs, URing};
 
-pub fn io_wait(
-    ruby: &Ruby,
-    rb_self: &URing,
-    target: Value,
-    io: Value,
-    events: Value,
-) -> Result<Value, Error> {
+pub fn io_wait(ruby: &Ruby, rb_self: &URing, target: Value, io: Value, events: Value) -> Result<Value, Error> {
     let target = fiber::check(ruby, target)?;
-    let wanted = Integer::from_value(events)
-        .ok_or_else(|| error::type_error(ruby, "events must be an Integer"))?
-        .to_i32()?;
+    let wanted =
+        Integer::from_value(events).ok_or_else(|| error::type_error(ruby, "events must be an Integer"))?.to_i32()?;
     let fd = io::descriptor(ruby, io)?;
     Ok(match wait(ruby, rb_self, target, io, fd, wanted)? {
         Some(ready) => ready.into_value_with(ruby),
@@ -39,21 +32,11 @@ pub fn wait(
     wanted: i32,
 ) -> Result<Option<i32>, Error> {
     let mask = events::to_poll(wanted);
-    let refs = SlotRefs {
-        fiber: Some(target.into()),
-        io: Some(io.into()),
-        ..SlotRefs::default()
-    };
-    let build = |user_data| {
-        opcode::PollAdd::new(types::Fd(fd), mask)
-            .build()
-            .user_data(user_data)
-    };
+    let refs = SlotRefs { fiber: Some(target.into()), io: Some(io.into()), ..SlotRefs::default() };
+    let build = |user_data| opcode::PollAdd::new(types::Fd(fd), mask).build().user_data(user_data);
     // SAFETY: a poll points at no memory.
     match unsafe { rb_self.park(ruby, refs, build, OnInterrupt::Orphan, false) }? {
-        Parked::Completed { result } if result >= 0 => {
-            Ok(Some(events::from_poll(result as u32, wanted)))
-        }
+        Parked::Completed { result } if result >= 0 => Ok(Some(events::from_poll(result as u32, wanted))),
         Parked::Completed { result } => Err(error::syserr(ruby, -result, "io_wait")),
         Parked::NoEvent => Ok(None),
     }

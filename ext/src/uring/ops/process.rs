@@ -14,13 +14,7 @@ use crate::selector::events;
 use crate::sys;
 use crate::uring::{Payload, SlotRefs, URing};
 
-pub fn process_wait(
-    ruby: &Ruby,
-    rb_self: &URing,
-    target: Value,
-    pid: i32,
-    flags: i32,
-) -> Result<Value, Error> {
+pub fn process_wait(ruby: &Ruby, rb_self: &URing, target: Value, pid: i32, flags: i32) -> Result<Value, Error> {
     let target = fiber::check(ruby, target)?;
     if pid <= 0 {
         // Any child, or a process group: a helper thread does it.
@@ -48,18 +42,9 @@ fn reap(ruby: &Ruby, pid: i32, flags: i32) -> Result<Value, Error> {
 /// Park until `pid` changed state. False when resumed without an event.
 /// A process that is gone (or not ours) returns true at once, so that the
 /// reap reports the right error (ECHILD).
-fn wait_for_change(
-    ruby: &Ruby,
-    rb_self: &URing,
-    target: Value,
-    pid: i32,
-    flags: i32,
-) -> Result<bool, Error> {
+fn wait_for_change(ruby: &Ruby, rb_self: &URing, target: Value, pid: i32, flags: i32) -> Result<bool, Error> {
     let has_waitid = rb_self.with_ring(ruby, |ring| ring.has_waitid())?;
-    let mut refs = SlotRefs {
-        fiber: Some(target.into()),
-        ..SlotRefs::default()
-    };
+    let mut refs = SlotRefs { fiber: Some(target.into()), ..SlotRefs::default() };
     let parked = if has_waitid {
         let mut options = libc::WEXITED | libc::WNOWAIT;
         if flags & libc::WUNTRACED != 0 {
@@ -70,16 +55,11 @@ fn wait_for_change(
         }
         const _: () = assert!(std::mem::size_of::<libc::siginfo_t>() <= 128);
         let payload = Box::new(Payload::SigInfo([0; 16]));
-        let Payload::SigInfo(info) = &*payload else {
-            unreachable!()
-        };
+        let Payload::SigInfo(info) = &*payload else { unreachable!() };
         let infop = info.as_ptr().cast::<libc::siginfo_t>();
         refs.payload = Some(payload);
         let build = move |user_data| {
-            opcode::WaitId::new(libc::P_PID, pid as libc::id_t, options)
-                .infop(infop)
-                .build()
-                .user_data(user_data)
+            opcode::WaitId::new(libc::P_PID, pid as libc::id_t, options).infop(infop).build().user_data(user_data)
         };
         // SAFETY: the siginfo lives in the slot's boxed payload until the final completion.
         unsafe { rb_self.park(ruby, refs, build, OnInterrupt::Orphan, false) }?
@@ -92,11 +72,7 @@ fn wait_for_change(
         let fd = std::os::fd::AsRawFd::as_raw_fd(&pidfd);
         refs.payload = Some(Box::new(Payload::PidFd(pidfd)));
         let mask = events::to_poll(events::READABLE);
-        let build = move |user_data| {
-            opcode::PollAdd::new(types::Fd(fd), mask)
-                .build()
-                .user_data(user_data)
-        };
+        let build = move |user_data| opcode::PollAdd::new(types::Fd(fd), mask).build().user_data(user_data);
         // SAFETY: the pidfd is owned by the slot until the final completion.
         unsafe { rb_self.park(ruby, refs, build, OnInterrupt::Orphan, false) }?
     };

@@ -19,12 +19,29 @@ struct RingIo<'a> {
 }
 
 impl transfer_loop::Backend for RingIo<'_> {
-    fn attempt(
+    fn attempt(&self, op: &Transfer, base: *mut u8, len: usize, position: Option<u64>) -> Result<isize, Error> {
+        self.submit(op, base, len, position, 0)
+    }
+
+    fn attempt_now(&self, op: &Transfer, base: *mut u8, len: usize, position: Option<u64>) -> Result<isize, Error> {
+        self.submit(op, base, len, position, libc::RWF_NOWAIT)
+    }
+
+    fn wait_ready(&self, op: &Transfer, events: i32) -> Result<(), Error> {
+        poll::wait(self.ruby, self.selector, op.fiber, op.io, op.fd, events).map(drop)
+    }
+}
+
+impl RingIo<'_> {
+    /// One read or write through the ring. On a pollable descriptor the
+    /// kernel waits for readiness by itself, unless `rw_flags` has RWF_NOWAIT.
+    fn submit(
         &self,
         op: &Transfer,
         base: *mut u8,
         len: usize,
         position: Option<u64>,
+        rw_flags: i32,
     ) -> Result<isize, Error> {
         let refs = SlotRefs {
             fiber: Some(op.fiber.into()),
@@ -37,39 +54,28 @@ impl transfer_loop::Backend for RingIo<'_> {
         // -1: the current file position (and a stream's only position).
         let at = position.unwrap_or(u64::MAX);
         let access = op.access;
-        let build = move |user_data| match access {
-            Access::Write => opcode::Read::new(fd, base, len)
-                .offset(at)
-                .build()
-                .user_data(user_data),
-            Access::Read => opcode::Write::new(fd, base, len)
-                .offset(at)
-                .build()
-                .user_data(user_data),
+        let build = move |user_data| {
+            let entry = match access {
+                Access::Write => opcode::Read::new(fd, base, len).offset(at).rw_flags(rw_flags).build(),
+                Access::Read => opcode::Write::new(fd, base, len).offset(at).rw_flags(rw_flags).build(),
+            };
+            entry.user_data(user_data)
         };
         // SAFETY: `base..base+len` lies in the locked, marked buffer, and on any
         // early return the op is drained before the buffer is given back.
-        match unsafe {
-            self.selector
-                .park(self.ruby, refs, build, OnInterrupt::Drain, false)
-        }? {
+        match unsafe { self.selector.park(self.ruby, refs, build, OnInterrupt::Drain, false) }? {
             Parked::Completed { result } => Ok(result as isize),
-            // Resumed by hand with nothing read: as if not ready yet.
+            // Resumed by hand with nothing moved: as if not ready yet.
             Parked::NoEvent => Ok(-(libc::EAGAIN as isize)),
         }
-    }
-
-    fn wait_ready(&self, op: &Transfer, events: i32) -> Result<(), Error> {
-        poll::wait(self.ruby, self.selector, op.fiber, op.io, op.fd, events).map(drop)
     }
 }
 
 fn size_arg(ruby: &Ruby, value: Value, name: &str) -> Result<usize, Error> {
-    let int = Integer::from_value(value)
-        .ok_or_else(|| error::type_error(ruby, format!("{name} must be an Integer")))?;
+    let int =
+        Integer::from_value(value).ok_or_else(|| error::type_error(ruby, format!("{name} must be an Integer")))?;
     let int = int.to_i64()?;
-    usize::try_from(int)
-        .map_err(|_| error::argument_error(ruby, format!("{name} must not be negative")))
+    usize::try_from(int).map_err(|_| error::argument_error(ruby, format!("{name} must not be negative")))
 }
 
 fn run(
@@ -85,21 +91,9 @@ fn run(
     let target = fiber::check(ruby, target)?;
     let fd = io::descriptor(ruby, io)?;
     let length = size_arg(ruby, length, "length")?;
-    let offset = offset
-        .map(|v| size_arg(ruby, v, "offset"))
-        .transpose()?
-        .unwrap_or(0);
-    let position = position
-        .map(|v| size_arg(ruby, v, "from"))
-        .transpose()?
-        .map(|p| p as u64);
-    let op = Transfer {
-        fiber: target,
-        io,
-        fd,
-        buffer,
-        access,
-    };
+    let offset = offset.map(|v| size_arg(ruby, v, "offset")).transpose()?.unwrap_or(0);
+    let position = position.map(|v| size_arg(ruby, v, "from")).transpose()?.map(|p| p as u64);
+    let op = Transfer { fiber: target, io, fd, buffer, access };
     transfer_loop::run(&RingIo { ruby, selector }, op, length, offset, position)
 }
 
@@ -108,13 +102,9 @@ fn split_args(ruby: &Ruby, args: &[Value]) -> Result<([Value; 3], Value, Option<
     match *args {
         [fiber, io, buffer, length] => Ok(([fiber, io, buffer], length, None)),
         [fiber, io, buffer, length, offset] => Ok(([fiber, io, buffer], length, Some(offset))),
-        _ => Err(error::argument_error(
-            ruby,
-            format!(
-                "wrong number of arguments (given {}, expected 4..5)",
-                args.len()
-            ),
-        )),
+        _ => {
+            Err(error::argument_error(ruby, format!("wrong number of arguments (given {}, expected 4..5)", args.len())))
+        }
     }
 }
 
@@ -138,15 +128,7 @@ pub fn io_pread(
     length: Value,
     offset: Value,
 ) -> Result<i64, Error> {
-    run(
-        ruby,
-        rb_self,
-        Access::Write,
-        [target, io, buffer],
-        length,
-        Some(offset),
-        Some(from),
-    )
+    run(ruby, rb_self, Access::Write, [target, io, buffer], length, Some(offset), Some(from))
 }
 
 pub fn io_pwrite(
@@ -159,13 +141,5 @@ pub fn io_pwrite(
     length: Value,
     offset: Value,
 ) -> Result<i64, Error> {
-    run(
-        ruby,
-        rb_self,
-        Access::Read,
-        [target, io, buffer],
-        length,
-        Some(offset),
-        Some(from),
-    )
+    run(ruby, rb_self, Access::Read, [target, io, buffer], length, Some(offset), Some(from))
 }

@@ -79,6 +79,29 @@ class IO
         end
         private_constant :Waiter
 
+        # A fiber parked in #process_wait: the child it waits for.
+        class ProcessWaiter < Waiter
+          def initialize(fiber, pid, flags)
+            super(fiber)
+            @pid = pid
+            @flags = flags | ::Process::WNOHANG
+          end
+
+          # Reaps the child if it changed state (WNOHANG), keeping the status
+          # in #result. Returns whether it did.
+          def poll
+            @result = ::Process::Status.wait(@pid, @flags)
+            !@result.nil?
+          end
+        end
+        private_constant :ProcessWaiter
+
+        # Bounds on how long a blocking #select waits before polling children
+        # again while some fiber is in #process_wait.
+        PROCESS_POLL_MINIMUM = 0.001
+        PROCESS_POLL_MAXIMUM = 0.05
+        private_constant :PROCESS_POLL_MINIMUM, :PROCESS_POLL_MAXIMUM
+
         def initialize(loop)
           @loop = loop
           @owner = Process.pid
@@ -86,10 +109,10 @@ class IO
           @ready = []
           @waiting = {}.compare_by_identity # IO => [Waiter, ...] in arrival order
 
-          # Process waits finish on helper threads, which hand their waiters
-          # back through this queue and then signal the interrupt.
-          @finished = Thread::Queue.new
-          @helpers = {}.compare_by_identity
+          # Fibers in #process_wait, and how long the next blocking #select
+          # may wait before polling them again (it backs off while they wait).
+          @processes = []
+          @process_poll = PROCESS_POLL_MINIMUM
 
           @interrupt = Interrupt.new
           @blocked = false
@@ -114,8 +137,7 @@ class IO
           return if @closed
 
           @closed = true
-          @helpers.each_key(&:kill)
-          @helpers.clear
+          @processes.clear
           @waiting.clear
           @ready.clear
           @interrupt.close
@@ -144,6 +166,7 @@ class IO
 
         # Queues the current fiber, then switches to +fiber+ with +arguments+.
         def resume(fiber, *arguments)
+          fiber!(fiber, :transfer)
           entry = enqueue_current
           fiber.transfer(*arguments)
         ensure
@@ -166,6 +189,7 @@ class IO
 
         # Queues the current fiber, then raises in +fiber+ (as Fiber#raise).
         def raise(fiber, *arguments, **options)
+          fiber!(fiber, :raise)
           entry = enqueue_current
           if options.empty?
             fiber.raise(*arguments)
@@ -187,8 +211,9 @@ class IO
         # +io+ is, or gets, closed.
         def io_wait(fiber, io, events)
           check_open!
+          Kernel.raise TypeError, "expected an IO, not #{io.class}" unless io.respond_to?(:to_io)
           integer!(events, "events")
-          Kernel.raise IOError, "closed stream" if io.closed?
+          Kernel.raise IOError, "closed stream" if io.to_io.closed?
 
           waiter = Waiter.new(fiber, events)
           (@waiting[io] ||= []) << waiter
@@ -244,43 +269,35 @@ class IO
           true
         end
 
-        # Parks +fiber+ until child +pid+ changes state (waitpid +flags+).
-        # The wait runs on a helper thread so the loop keeps running. Returns a
-        # Process::Status (nil with WNOHANG when nothing changed), or false when
-        # the fiber was resumed some other way. Interrupting the fiber kills the
-        # helper before it can reap the child.
+        # Parks +fiber+ until child +pid+ changes state (waitpid +pid+ and
+        # +flags+: pid <= 0 and WUNTRACED work too). Returns a Process::Status,
+        # or false when the fiber was resumed some other way; with WNOHANG it
+        # returns at once (nil if nothing changed).
+        #
+        # There is no portable way to be woken by a child, so #select polls the
+        # waiting children with WNOHANG, backing off from 1 ms to 50 ms. A child
+        # is only reaped by the poll that resumes its waiter at once: an
+        # interrupted wait never consumes the exit status.
         def process_wait(fiber, pid, flags)
           check_open!
           integer!(pid, "pid")
           integer!(flags, "flags")
+          return ::Process::Status.wait(pid, flags) if flags.anybits?(::Process::WNOHANG)
 
-          waiter = Waiter.new(fiber)
-          helper = Thread.new do
-            Thread.current.report_on_exception = false
-            begin
-              waiter.result = ::Process::Status.wait(pid, flags)
-            rescue StandardError => error
-              waiter.error = error
-            end
-            @finished << waiter
-            @interrupt.signal
-          end
-          @helpers[helper] = true
+          waiter = ProcessWaiter.new(fiber, pid, flags)
+          return waiter.result if waiter.poll
+
+          @processes << waiter
+          @process_poll = PROCESS_POLL_MINIMUM
 
           @loop.transfer
 
-          if waiter.waiting?
-            false # Resumed by someone else; the helper is killed below.
-          else
-            Kernel.raise waiter.error if waiter.error
-
-            waiter.result
-          end
+          waiter.waiting? ? false : waiter.result
         ensure
-          waiter&.cancel
-          if helper
-            @helpers.delete(helper)
-            helper.kill
+          if waiter
+            waiter.cancel
+            index = @processes.index { |queued| queued.equal?(waiter) }
+            @processes.delete_at(index) if index
           end
         end
 
@@ -296,25 +313,33 @@ class IO
           ran = run_ready
           return 0 if @closed
 
-          count = finish_process_waits
+          count = poll_processes
 
           readable, writable, priority, closed = interest
           count += fail_closed(closed)
 
           timeout = 0 if ran || count.positive?
+          timeout = process_poll_timeout(timeout)
           readable << @interrupt.to_io
 
           ready = wait_for_events(readable, writable, priority, timeout)
-          return count unless ready
-
-          @interrupt.clear if ready[0].delete(@interrupt.to_io)
-          count + dispatch(ready) + finish_process_waits
+          if ready
+            @interrupt.clear if ready[0].delete(@interrupt.to_io)
+            count += dispatch(ready)
+          end
+          count + poll_processes
         end
 
         private
 
         def check_open!
           Kernel.raise IOError, "selector is closed" if closed?
+        end
+
+        def fiber!(fiber, method)
+          return if fiber.respond_to?(method)
+
+          Kernel.raise TypeError, "expected a Fiber (or an object with ##{method}), not #{fiber.class}"
         end
 
         def integer!(value, name)
@@ -371,15 +396,27 @@ class IO
           true
         end
 
-        def finish_process_waits
+        # Resumes each fiber whose child changed state. Returns how many.
+        def poll_processes
+          return 0 if @processes.empty?
+
           count = 0
-          until @finished.empty?
-            waiter = @finished.pop(true)
+          @processes.dup.each do |waiter|
+            next unless waiter.waiting? && waiter.poll
+
             count += 1 if waiter.wake
           end
           count
-        rescue ThreadError
-          count # Queue emptied by a race; nothing more to do.
+        end
+
+        # While children are awaited, a blocking wait is cut short so they are
+        # polled again; the cut grows while nothing happens.
+        def process_poll_timeout(timeout)
+          return timeout if @processes.empty?
+
+          poll = @process_poll
+          @process_poll = [poll * 2, PROCESS_POLL_MAXIMUM].min
+          timeout.nil? || timeout > poll ? poll : timeout
         end
 
         # The IO.select sets for every live waiter, plus the waiters whose IO
@@ -425,13 +462,51 @@ class IO
           @blocked = true
           # Anything queued (by another thread) before @blocked was set is seen
           # here; anything after it comes with a #wakeup that fills the pipe.
-          timeout = 0 unless @ready.empty? && @finished.empty?
+          timeout = 0 unless @ready.empty?
           started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
           begin
-            ::IO.select(readable, writable, priority, timeout)
+            if timeout != 0 && Thread.current.equal?(Thread.main)
+              select_on_main_thread(readable, writable, priority, timeout)
+            else
+              ::IO.select(readable, writable, priority, timeout)
+            end
           ensure
             @blocked = false
             @idle_duration = timeout&.zero? ? 0.0 : Process.clock_gettime(Process::CLOCK_MONOTONIC) - started
+          end
+        end
+
+        # Trap handlers run on the main thread, and IO.select resumes waiting
+        # after one has run, so a signal would not end the wait. A condition
+        # variable wait does return after a trap handler, so the main thread
+        # waits on one while a helper thread does the IO.select; if the main
+        # thread wakes first (signal, timeout, Thread#raise), the self-pipe ends
+        # the helper's IO.select and its result is used as usual.
+        def select_on_main_thread(readable, writable, priority, timeout)
+          mutex = Thread::Mutex.new
+          condition = Thread::ConditionVariable.new
+          done = false
+
+          helper = Thread.new do
+            Thread.current.report_on_exception = false
+            ::IO.select(readable, writable, priority, timeout)
+          ensure
+            mutex.synchronize do
+              done = true
+              condition.signal
+            end
+          end
+
+          finished = mutex.synchronize do
+            condition.wait(mutex, timeout) unless done
+            done
+          end
+          @interrupt.signal unless finished
+          helper.value
+        ensure
+          if helper&.alive?
+            @interrupt.signal
+            helper.join rescue nil # rubocop:disable Style/RescueModifier
           end
         end
 
