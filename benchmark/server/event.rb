@@ -23,6 +23,8 @@
 
 require "socket"
 
+$DEBUG_SERVE = ENV["IO_EVENT_BENCH_DEBUG"] == "1"
+
 module BenchmarkServer
   KEEP_ALIVE_RESPONSE = "HTTP/1.1 204 No Content\r\nConnection: keep-alive\r\n\r\n"
   CLOSE_RESPONSE = "HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n"
@@ -86,7 +88,10 @@ module BenchmarkServer
       peer.write(count == 1 ? response : response * count)
       answered += count
     end
-  rescue EOFError, Errno::ECONNRESET, Errno::EPIPE, IOError
+  rescue EOFError
+    answered
+  rescue Errno::ECONNRESET, Errno::EPIPE, IOError => error
+    warn "event.rb: connection ended by #{error.class}: #{error.message}\n  #{error.backtrace.first(6).join("\n  ")}" if $DEBUG_SERVE
     answered
   end
 
@@ -213,8 +218,9 @@ module BenchmarkServer
   def run_fibers(server, stop_reader, state, options, announce)
     require_relative "scheduler"
 
-    scheduler = BenchmarkScheduler.new
-    name = BenchmarkScheduler.selector_name(scheduler)
+    on_error = ->(error) { warn "event.rb: #{error.class}: #{error.message}" }
+    scheduler = IOEventTestScheduler.new(on_error: on_error)
+    name = scheduler.selector.class.name.split("::").last
     announce.call(name)
 
     # If a stopped loop still has fibers that will never finish, do not hang forever.
@@ -243,10 +249,12 @@ module BenchmarkServer
           raise
         end
         state.opened(peer)
-        Fiber.schedule do
-          answered = serve(peer, options.close)
-          state.closed(peer, answered)
-          peer.close
+        # Pass the socket in: a block-local `peer` would be the acceptor's variable,
+        # reassigned by the next accept.
+        Fiber.schedule(peer) do |socket|
+          answered = serve(socket, options.close)
+          state.closed(socket, answered)
+          socket.close
         end
       end
     end

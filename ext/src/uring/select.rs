@@ -141,7 +141,7 @@ pub fn shutdown(mut ring: Ring, slots: &mut Slots<SlotRefs>, forked: bool) {
             let _ = ring.cancel(super::ring::USER_DATA_WAKEUP);
         }
         let deadline = Instant::now() + Duration::from_secs(2);
-        while (!slots.in_flight().next().is_none() || ring.is_wake_armed()) && Instant::now() < deadline {
+        while (slots.in_flight().next().is_some() || ring.is_wake_armed()) && Instant::now() < deadline {
             let _ = ring.submit();
             let _ = ring.wait(Some(Duration::from_millis(50)));
             let _ = ring.reap(|user_data, result, flags| {

@@ -16,12 +16,21 @@ class IO
         Fiber.respond_to?(:blocking)
       end
 
-      # Ruby 3.1's IO::Buffer: read(io, length) and write(io, length) take no
-      # offset, read ignores length and fills the whole buffer, and
-      # pread(io, length, from) / pwrite(io, length, from) put the file offset
-      # last. 3.2+ has read(io, length, offset) and pread(io, from, length, offset).
-      def self.legacy_buffer?
-        buffer? && IO::Buffer.instance_method(:read).arity == 2
+      # How IO::Buffer moves bytes to and from an IO on this Ruby:
+      # - :v1 (3.1): read(io, length) / write(io, length) with no offset, read
+      #   fills the whole buffer whatever length says, and
+      #   pread(io, length, from) / pwrite(io, length, from) take the file
+      #   position last;
+      # - :v3 (3.3+): read(io, length, offset), pread(io, from, length, offset),
+      #   length being a minimum, and 0 meaning exactly one system call;
+      # - :copy (3.2, whose methods changed meaning between patch releases):
+      #   not dependable, so go through strings instead;
+      # - nil: no IO::Buffer.
+      def self.buffer_io
+        return nil unless buffer?
+        return :v1 if IO::Buffer.instance_method(:read).arity == 2
+
+        (RUBY_VERSION.split(".").map(&:to_i) <=> [3, 3]) >= 0 ? :v3 : :copy
       end
 
       # Whether IO::Buffer can do positional reads and writes.

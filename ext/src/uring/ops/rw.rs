@@ -118,6 +118,8 @@ pub fn io_write(ruby: &Ruby, rb_self: &URing, args: &[Value]) -> Result<i64, Err
     run(ruby, rb_self, Access::Read, args, length, offset, None)
 }
 
+// Ruby calls it with six arguments.
+#[allow(clippy::too_many_arguments)]
 pub fn io_pread(
     ruby: &Ruby,
     rb_self: &URing,
@@ -131,6 +133,8 @@ pub fn io_pread(
     run(ruby, rb_self, Access::Write, [target, io, buffer], length, Some(offset), Some(from))
 }
 
+// Ruby calls it with six arguments.
+#[allow(clippy::too_many_arguments)]
 pub fn io_pwrite(
     ruby: &Ruby,
     rb_self: &URing,

@@ -10,14 +10,16 @@ class IO
       # the last resort when neither io_uring nor epoll is available, and the
       # reference the native selectors are tested against (see PROTOCOL.md).
       #
-      # Everything but #wakeup must be called on the thread that created it.
-      # IO.select restarts itself after a signal, so a trap handler that wants
-      # the loop to notice it should call #wakeup (or raise).
+      # Everything but #wakeup and #push must be called on the thread that
+      # created it. A blocking #select on the main thread waits on a helper
+      # thread's IO.select so that a trapped signal ends it (see
+      # #select_on_main_thread); elsewhere it calls IO.select directly.
       class Select
         EAGAIN = -Errno::EAGAIN::Errno
         EWOULDBLOCK = -Errno::EWOULDBLOCK::Errno
         EINVAL = -Errno::EINVAL::Errno
-        private_constant :EAGAIN, :EWOULDBLOCK, :EINVAL
+        EBADF = -Errno::EBADF::Errno
+        private_constant :EAGAIN, :EWOULDBLOCK, :EINVAL, :EBADF
 
         # A ready-queue entry for the fiber that called #resume, #yield or
         # #raise. It is emptied when that fiber regains control, so a stale
@@ -456,7 +458,7 @@ class IO
         def wait_for_events(readable, writable, priority, timeout)
           if timeout&.zero?
             @idle_duration = 0.0
-            return ::IO.select(readable, writable, priority, 0)
+            return io_select(readable, writable, priority, 0)
           end
 
           @blocked = true
@@ -468,12 +470,26 @@ class IO
             if timeout != 0 && Thread.current.equal?(Thread.main)
               select_on_main_thread(readable, writable, priority, timeout)
             else
-              ::IO.select(readable, writable, priority, timeout)
+              io_select(readable, writable, priority, timeout)
             end
           ensure
             @blocked = false
             @idle_duration = timeout&.zero? ? 0.0 : Process.clock_gettime(Process::CLOCK_MONOTONIC) - started
           end
+        end
+
+        # IO.select, except that an IO closed by another thread meanwhile
+        # (which raises IOError in the selecting thread) counts as no event:
+        # the next #select hands its waiters an IOError.
+        def io_select(readable, writable, priority, timeout)
+          ::IO.select(readable, writable, priority, timeout)
+        rescue IOError
+          closed = [readable, writable, priority].any? do |set|
+            set.any? { |io| io.to_io.closed? }
+          end
+          Kernel.raise unless closed
+
+          nil
         end
 
         # Trap handlers run on the main thread, and IO.select resumes waiting
@@ -489,7 +505,7 @@ class IO
 
           helper = Thread.new do
             Thread.current.report_on_exception = false
-            ::IO.select(readable, writable, priority, timeout)
+            io_select(readable, writable, priority, timeout)
           ensure
             mutex.synchronize do
               done = true
@@ -591,7 +607,8 @@ class IO
           result == EAGAIN || result == EWOULDBLOCK
         end
 
-        if Support.legacy_buffer?
+        case Support.buffer_io
+        when :v1
           # Ruby 3.1: no offset argument, and read fills the whole buffer, so
           # work on a slice exactly as large as the allowed transfer.
           def read_once(io, buffer, offset, maximum)
@@ -609,8 +626,8 @@ class IO
           def pwrite_once(io, buffer, from, offset, maximum)
             buffer.slice(offset, maximum).pwrite(io, maximum, from)
           end
-        else
-          # Ruby 3.2+: length 0 means exactly one system call of up to
+        when :v3
+          # Ruby 3.3+: length 0 means exactly one system call of up to
           # buffer.size - offset bytes.
           def read_once(io, buffer, offset, _maximum)
             buffer.read(io, 0, offset)
@@ -626,6 +643,57 @@ class IO
 
           def pwrite_once(io, buffer, from, offset, _maximum)
             buffer.pwrite(io, from, 0, offset)
+          end
+        else
+          # Through strings, on a second IO object for the same descriptor: it
+          # has no read or write buffer of its own, so nothing is taken from or
+          # flushed into the caller's IO (whose buffer may be what is being
+          # transferred). Errors come back as negative errnos, like IO::Buffer;
+          # the wrong direction (the IO's mode) is EBADF, as read(2) says.
+          def read_once(io, buffer, offset, maximum)
+            chunk = raw_io(io).read_nonblock(maximum, exception: false)
+            return EAGAIN if chunk == :wait_readable
+            return 0 if chunk.nil?
+
+            buffer.set_string(chunk, offset)
+            chunk.bytesize
+          rescue SystemCallError => error
+            -error.errno
+          rescue IOError
+            EBADF
+          end
+
+          def write_once(io, buffer, offset, maximum)
+            result = raw_io(io).write_nonblock(buffer.get_string(offset, maximum), exception: false)
+            result == :wait_writable ? EAGAIN : result
+          rescue SystemCallError => error
+            -error.errno
+          rescue IOError
+            EBADF
+          end
+
+          def pread_once(io, buffer, from, offset, maximum)
+            chunk = raw_io(io).pread(maximum, from)
+            buffer.set_string(chunk, offset)
+            chunk.bytesize
+          rescue EOFError
+            0
+          rescue SystemCallError => error
+            -error.errno
+          rescue IOError
+            EBADF
+          end
+
+          def pwrite_once(io, buffer, from, offset, maximum)
+            raw_io(io).pwrite(buffer.get_string(offset, maximum), from)
+          rescue SystemCallError => error
+            -error.errno
+          rescue IOError
+            EBADF
+          end
+
+          def raw_io(io)
+            ::IO.for_fd(io.to_io.fileno, autoclose: false).tap(&:binmode)
           end
         end
       end

@@ -1,0 +1,210 @@
+# frozen_string_literal: true
+
+require_relative "../../test_helper"
+
+class TimersTest < Minitest::Test
+  def setup
+    @timers = IO::Event::Timers.new
+  end
+
+  def test_empty
+    assert_equal 0, @timers.size
+    assert_nil @timers.wait_interval
+    assert_nil @timers.fire
+  end
+
+  def test_after_returns_a_handle_due_at_now_plus_offset
+    before = @timers.now
+    handle = @timers.after(0.5) {}
+    after = @timers.now
+    assert_kind_of IO::Event::Timers::Handle, handle
+    assert_operator handle.time, :>=, before + 0.5
+    assert_operator handle.time, :<=, after + 0.5
+    refute_predicate handle, :cancelled?
+    assert_equal 1, @timers.size
+  end
+
+  def test_now_is_the_monotonic_clock
+    a = @timers.now
+    b = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+    c = @timers.now
+    assert_operator a, :<=, b
+    assert_operator b, :<=, c
+  end
+
+  def test_fire_calls_only_due_timers_and_passes_now
+    calls = []
+    @timers.schedule(10.0, ->(now) { calls << [:a, now] })
+    @timers.schedule(20.0, ->(now) { calls << [:b, now] })
+
+    @timers.fire(9.99)
+    assert_empty calls
+    assert_equal 2, @timers.size
+
+    @timers.fire(10.0)
+    assert_equal [[:a, 10.0]], calls
+    assert_equal 1, @timers.size
+
+    @timers.fire(25.0)
+    assert_equal [[:a, 10.0], [:b, 25.0]], calls
+    assert_equal 0, @timers.size
+  end
+
+  def test_fires_in_deadline_order_whatever_the_scheduling_order
+    order = []
+    [5, 1, 4, 2, 3].each { |time| @timers.schedule(time, -> (_now) { order << time }) }
+    @timers.fire(10)
+    assert_equal [1, 2, 3, 4, 5], order
+  end
+
+  def test_equal_deadlines_fire_in_scheduling_order
+    order = []
+    20.times { |index| @timers.schedule(1.0, ->(_now) { order << index }) }
+    @timers.fire(1.0)
+    assert_equal (0...20).to_a, order
+  end
+
+  def test_cancelled_timer_does_not_fire
+    fired = []
+    handle = @timers.schedule(1.0, ->(_now) { fired << :cancelled })
+    @timers.schedule(2.0, ->(_now) { fired << :kept })
+    handle.cancel!
+    assert_predicate handle, :cancelled?
+    assert_nil handle.block
+    handle.cancel! # idempotent
+    @timers.fire(5.0)
+    assert_equal [:kept], fired
+  end
+
+  def test_cancel_after_the_timer_joined_the_heap
+    fired = []
+    handle = @timers.schedule(1.0, ->(_now) { fired << :x })
+    assert_equal 1, @timers.size # flushes it into the heap
+    handle.cancel!
+    @timers.fire(5.0)
+    assert_empty fired
+    assert_equal 0, @timers.size
+  end
+
+  def test_cancelled_before_flush_is_not_counted
+    handle = @timers.after(1) {}
+    handle.cancel!
+    assert_equal 0, @timers.size
+    assert_nil @timers.wait_interval
+  end
+
+  def test_wait_interval
+    @timers.schedule(10.0, ->(_now) {})
+    @timers.schedule(4.0, ->(_now) {})
+    assert_in_delta 3.0, @timers.wait_interval(1.0), 1e-9
+    # Overdue: negative, as io-event reports it.
+    assert_in_delta(-2.0, @timers.wait_interval(6.0), 1e-9)
+  end
+
+  def test_wait_interval_skips_cancelled_timers
+    first = @timers.schedule(1.0, ->(_now) {})
+    @timers.schedule(3.0, ->(_now) {})
+    assert_in_delta 1.0, @timers.wait_interval(0.0), 1e-9
+    first.cancel!
+    assert_in_delta 3.0, @timers.wait_interval(0.0), 1e-9
+  end
+
+  def test_wait_interval_with_the_real_clock
+    @timers.after(0.2) {}
+    interval = @timers.wait_interval
+    assert_operator interval, :>, 0.1
+    assert_operator interval, :<=, 0.2
+  end
+
+  def test_timer_fires_after_its_offset_with_the_real_clock
+    fired = false
+    @timers.after(0.02) { fired = true }
+    @timers.fire
+    refute fired
+    sleep 0.03
+    @timers.fire
+    assert fired
+  end
+
+  def test_timer_scheduled_while_firing_waits_for_the_next_fire
+    fired = []
+    @timers.schedule(1.0, lambda do |now|
+      fired << :outer
+      @timers.schedule(now, ->(_now) { fired << :inner }) # already due
+    end)
+    @timers.fire(1.0)
+    assert_equal [:outer], fired
+    assert_equal 1, @timers.size
+    @timers.fire(1.0)
+    assert_equal %i[outer inner], fired
+  end
+
+  def test_a_timer_can_cancel_a_later_one_while_firing
+    fired = []
+    later = nil
+    @timers.schedule(1.0, ->(_now) { fired << :first; later.cancel! })
+    later = @timers.schedule(1.5, ->(_now) { fired << :later })
+    @timers.fire(2.0)
+    assert_equal [:first], fired
+  end
+
+  def test_exception_from_a_timer_propagates_and_the_rest_fire_later
+    fired = []
+    @timers.schedule(1.0, ->(_now) { raise ArgumentError, "boom" })
+    @timers.schedule(2.0, ->(_now) { fired << :second })
+    assert_raises(ArgumentError) { @timers.fire(3.0) }
+    assert_empty fired
+    @timers.fire(3.0)
+    assert_equal [:second], fired
+  end
+
+  def test_handle_call_and_comparison
+    received = nil
+    early = @timers.schedule(1.0, ->(now) { received = now })
+    late = @timers.schedule(2.0, ->(_now) {})
+    assert early < late
+    assert late > early
+    refute late < early
+    early.call(42)
+    assert_equal 42, received
+  end
+
+  def test_thousands_of_timers_fire_once_each_in_order
+    random = Random.new(42)
+    count = 5000
+    deadlines = Array.new(count) { random.rand * 100 }
+    fired = []
+    handles = deadlines.each_with_index.map do |time, index|
+      @timers.schedule(time, ->(_now) { fired << index })
+    end
+    cancelled = handles.each_index.select { |index| index % 3 == 0 }
+    cancelled.each { |index| handles[index].cancel! }
+
+    # Fire in several steps, so some timers join the heap between fires.
+    [25, 50, 75, 100].each do |now|
+      @timers.fire(now)
+      fired.each { |index| assert_operator deadlines[index], :<=, now }
+    end
+
+    expected = (0...count).to_a - cancelled
+    assert_equal expected.sort, fired.sort
+    assert_equal fired.size, fired.uniq.size
+    fired.each_cons(2) { |a, b| assert_operator deadlines[a], :<=, deadlines[b] }
+    assert_equal 0, @timers.size
+    assert_nil @timers.wait_interval
+  end
+
+  def test_after_needs_a_block_and_a_number
+    assert_raises(ArgumentError) { @timers.after(1) }
+    assert_raises(TypeError) { @timers.after(nil) {} }
+    assert_raises(ArgumentError) { @timers.schedule(1.0, nil) }
+    assert_raises(TypeError) { @timers.schedule(nil, -> {}) }
+  end
+
+  def test_after_accepts_integers_and_rationals
+    a = @timers.after(1) {}
+    b = @timers.after(Rational(1, 2)) {}
+    assert_kind_of Float, a.time
+    assert_operator b.time, :<, a.time
+  end
+end
