@@ -23,8 +23,6 @@
 
 require "socket"
 
-$DEBUG_SERVE = ENV["IO_EVENT_BENCH_DEBUG"] == "1"
-
 module BenchmarkServer
   KEEP_ALIVE_RESPONSE = "HTTP/1.1 204 No Content\r\nConnection: keep-alive\r\n\r\n"
   CLOSE_RESPONSE = "HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n"
@@ -33,6 +31,8 @@ module BenchmarkServer
   MAX_REQUEST = 16 * 1024
   # After a stop request, how long connections get to finish before the process exits anyway.
   GRACE_SECONDS = 5
+  # IO_EVENT_BENCH_DEBUG=1 logs connections that end with an error rather than EOF.
+  DEBUG = ENV["IO_EVENT_BENCH_DEBUG"] == "1"
 
   Options = Struct.new(:port, :time_limit, :close, :blocking, keyword_init: true)
 
@@ -60,8 +60,8 @@ module BenchmarkServer
   # one in close mode). Handles pipelined requests. Returns the number answered.
   def serve(peer, close_mode)
     response = close_mode ? CLOSE_RESPONSE : KEEP_ALIVE_RESPONSE
-    pending = +""
-    chunk = +""
+    pending = String.new(capacity: 4096)
+    chunk = String.new(capacity: 4096)
     answered = 0
     loop do
       peer.readpartial(4096, chunk)
@@ -91,12 +91,12 @@ module BenchmarkServer
   rescue EOFError
     answered
   rescue Errno::ECONNRESET, Errno::EPIPE, IOError => error
-    warn "event.rb: connection ended by #{error.class}: #{error.message}\n  #{error.backtrace.first(6).join("\n  ")}" if $DEBUG_SERVE
+    warn "event.rb: connection ended by #{error.class}: #{error.message}\n  #{error.backtrace.first(6).join("\n  ")}" if DEBUG
     answered
   end
 
   # Shared bookkeeping for both modes: open connections (so a stop can wake them) and
-  # counters. Only touched under the GVL; in fiber mode from one thread only.
+  # counters. The lock matters in thread mode; in fiber mode it is never contended.
   class State
     attr_reader :requests, :connections
 
