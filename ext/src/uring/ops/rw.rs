@@ -24,7 +24,13 @@ impl transfer_loop::Backend for RingIo<'_> {
     }
 
     fn attempt_now(&self, op: &Transfer, base: *mut u8, len: usize, position: Option<u64>) -> Result<isize, Error> {
-        self.submit(op, base, len, position, libc::RWF_NOWAIT)
+        let result = self.submit(op, base, len, position, libc::RWF_NOWAIT)?;
+        if result == -(libc::EOPNOTSUPP as isize) {
+            // Some files (tmpfs, for one) refuse RWF_NOWAIT; a regular file
+            // never waits for readiness anyway.
+            return self.submit(op, base, len, position, 0);
+        }
+        Ok(result)
     }
 
     fn wait_ready(&self, op: &Transfer, events: i32) -> Result<(), Error> {
