@@ -131,3 +131,11 @@ module SelectorDriver
     raise_fiber_errors
   end
 end
+
+module SelectorDriver
+  # `normal` repetitions, or `stressed` when GC.stress is on (GC_STRESS=1
+  # makes every allocation collect; large loops would only hit the watchdog).
+  def scaled(normal, stressed)
+    GC.stress ? stressed : normal
+  end
+end

@@ -1,7 +1,152 @@
-//! `IO::Event::Selector::EPoll` (to be written).
+//! `IO::Event::Selector::EPoll`: the Ruby class, its state, and the methods
+//! that need nothing but that state (`new`, `close`, `closed?`). Waiting and
+//! I/O are in `ops.rs`, the loop step in `select.rs`, the bookkeeping of
+//! who waits on what in `registry.rs`, and the system calls in `poller.rs`.
 
-use magnus::{Error, RModule, Ruby};
+mod ops;
+mod poller;
+pub mod registry;
+mod select;
 
-pub fn init(_ruby: &Ruby, _selector_module: RModule) -> Result<(), Error> {
+use std::cell::RefCell;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+
+use magnus::{
+    function, gc::Marker, method, prelude::*, typed_data::DataTypeFunctions, value::Opaque, Error, RModule, Ruby,
+    TypedData, Value,
+};
+
+use self::registry::{Interest, Op, Registry};
+use crate::ruby::error;
+use crate::selector::{Backend, Core};
+
+/// What a waiter keeps alive (marked) while it waits.
+pub struct WaiterRefs {
+    fiber: Opaque<Value>,
+    /// The IO waited on, so that a finaliser cannot close it under the wait.
+    io: Option<Opaque<Value>>,
+    /// A descriptor the wait owns (process_wait's pidfd). It lives in the
+    /// registry rather than on the fiber's stack, so it is closed when the
+    /// waiter's slot is freed, or when the selector is, even if the fiber is
+    /// never resumed.
+    owned: Option<OwnedFd>,
+}
+
+#[derive(TypedData)]
+#[magnus(class = "IO::Event::Selector::EPoll", free_immediately, size, mark)]
+pub struct EPoll {
+    core: Core,
+    /// The epoll set; `None` once closed (dropping it closes the descriptor,
+    /// which is also all `Drop` needs to do). Holds no Ruby values, so it may
+    /// stay borrowed while the GVL is released.
+    epoll: RefCell<Option<OwnedFd>>,
+    /// Waiters by descriptor. Never borrowed across a fiber switch or a Ruby call.
+    registry: RefCell<Registry<WaiterRefs>>,
+}
+
+impl Backend for EPoll {
+    fn core(&self) -> &Core {
+        &self.core
+    }
+}
+
+impl DataTypeFunctions for EPoll {
+    fn mark(&self, marker: &Marker) {
+        self.core.mark(marker);
+        // No borrow is ever live while Ruby can allocate, so this succeeds.
+        if let Ok(registry) = self.registry.try_borrow() {
+            for refs in registry.refs() {
+                marker.mark(refs.fiber);
+                if let Some(io) = refs.io {
+                    marker.mark(io);
+                }
+            }
+        }
+    }
+}
+
+/// The epoll set as the registry reaches it. `None` (closed, or a forked
+/// child, which shares the parent's set and must never change it): every
+/// operation is a no-op.
+pub struct Kernel(Option<RawFd>);
+
+impl Interest for Kernel {
+    fn ctl(&self, op: Op, fd: RawFd, mask: u32, data: u64) -> io::Result<()> {
+        match self.0 {
+            Some(epoll) => poller::ctl(epoll, op, fd, mask, data),
+            None => Ok(()),
+        }
+    }
+}
+
+impl EPoll {
+    fn new(ruby: &Ruby, loop_fiber: Value) -> Result<EPoll, Error> {
+        let core = Core::new(ruby, loop_fiber)?;
+        let epoll = poller::create().map_err(|e| error::from_io(ruby, e, "epoll_create1"))?;
+        // The wake-up eventfd stays registered, level-triggered, for the life
+        // of the set; `select` reads it empty whenever it reports.
+        poller::ctl(epoll.as_raw_fd(), Op::Add, core.interrupt().fd(), libc::EPOLLIN as u32, registry::WAKEUP_DATA)
+            .map_err(|e| error::from_io(ruby, e, "epoll_ctl"))?;
+        Ok(EPoll { core, epoll: RefCell::new(Some(epoll)), registry: RefCell::new(Registry::default()) })
+    }
+
+    /// The epoll set for the registry, or a no-op stand-in when closed/forked.
+    fn kernel(&self) -> Kernel {
+        if self.core.is_forked() {
+            return Kernel(None);
+        }
+        Kernel(self.epoll.borrow().as_ref().map(AsRawFd::as_raw_fd))
+    }
+
+    /// The epoll set, or `IOError` when the selector is closed (or this is a
+    /// forked child: the set is the parent's).
+    fn open_kernel(&self, ruby: &Ruby) -> Result<Kernel, Error> {
+        match self.kernel() {
+            Kernel(None) if self.core.is_forked() => Err(error::io_error(ruby, "selector is closed (forked child)")),
+            Kernel(None) => Err(error::io_error(ruby, "selector is closed")),
+            open => Ok(open),
+        }
+    }
+
+    fn is_closed(&self) -> bool {
+        self.core.is_forked() || self.epoll.borrow().is_none()
+    }
+
+    /// Close the epoll set (idempotent). Parked fibers stay parked (and
+    /// marked) until something resumes them; in a forked child this closes
+    /// only the child's copy of the descriptor.
+    fn close(ruby: &Ruby, rb_self: &Self) -> Result<(), Error> {
+        let Ok(mut epoll) = rb_self.epoll.try_borrow_mut() else {
+            return Err(Error::new(
+                ruby.exception_runtime_error(),
+                "cannot close a selector while it is blocked in select",
+            ));
+        };
+        let closed = epoll.take();
+        drop(epoll);
+        if closed.is_some() {
+            rb_self.registry.borrow_mut().detach();
+        }
+        drop(closed);
+        Ok(())
+    }
+}
+
+pub fn init(ruby: &Ruby, selector_module: RModule) -> Result<(), Error> {
+    let class = selector_module.define_class("EPoll", ruby.class_object())?;
+    class.undef_default_alloc_func();
+    class.define_singleton_method("new", function!(EPoll::new, 1))?;
+    crate::define_core_methods!(class, EPoll);
+    class.define_method("select", method!(select::select, 1))?;
+    class.define_method("close", method!(EPoll::close, 0))?;
+    class.define_method("closed?", method!(EPoll::is_closed, 0))?;
+    class.define_method("io_wait", method!(ops::io_wait, 3))?;
+    class.define_method("io_read", method!(ops::io_read, -1))?;
+    class.define_method("io_write", method!(ops::io_write, -1))?;
+    class.define_method("io_pread", method!(ops::io_pread, 6))?;
+    class.define_method("io_pwrite", method!(ops::io_pwrite, 6))?;
+    class.define_method("io_close", method!(ops::io_close, 1))?;
+    class.define_method("process_wait", method!(ops::process_wait, 3))?;
     Ok(())
 }

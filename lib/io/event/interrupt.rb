@@ -11,6 +11,7 @@ class IO
         @input.binmode
         @output.binmode
         @output.sync = true
+        @scratch = String.new(capacity: 4096)
       end
 
       # The read end, to put in the IO.select read set.
@@ -28,10 +29,11 @@ class IO
       end
 
       # Drains pending wake-ups without blocking; returns how many there were.
+      # Call it from one thread at a time (the selector's).
       def clear
         count = 0
         loop do
-          chunk = @input.read_nonblock(64, exception: false)
+          chunk = @input.read_nonblock(4096, @scratch, exception: false)
           break unless chunk.is_a?(String)
 
           count += chunk.bytesize

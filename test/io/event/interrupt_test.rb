@@ -17,10 +17,6 @@ class InterruptTest < Minitest::Test
     !IO.select([@interrupt.to_io], nil, nil, timeout).nil?
   end
 
-  def descriptors
-    Dir.children("/proc/self/fd").size
-  end
-
   def test_is_a_private_constant
     assert_raises(NameError) { IO::Event::Interrupt }
   end
@@ -55,26 +51,31 @@ class InterruptTest < Minitest::Test
   def test_signal_never_blocks_when_the_pipe_is_full
     written = 0
     finished = Thread.new do
-      200_000.times { written += 1 if @interrupt.signal }
+      (GC.stress ? 70_000 : 200_000).times { written += 1 if @interrupt.signal }
       :done
     end
     assert_equal :done, finished.join(10)&.value, "signal blocked on a full pipe"
     assert_operator written, :>, 0
-    assert_operator written, :<, 200_000, "a pipe should fill up long before 200000 bytes"
+    assert_operator written, :<, 70_000, "a pipe (64 KiB) should be full by now"
     refute @interrupt.signal
     assert_equal written, @interrupt.clear
     assert_equal true, @interrupt.signal
   end
 
+  def open_descriptor?(number)
+    File.exist?("/proc/self/fd/#{number}") # a stat: opens no descriptor itself
+  end
+
   def test_close_is_idempotent_and_releases_both_descriptors
-    before = descriptors
     interrupt = Interrupt.new
-    assert_equal before + 2, descriptors
+    numbers = [interrupt.to_io.fileno, interrupt.instance_variable_get(:@output).fileno]
+    assert(numbers.all? { |number| open_descriptor?(number) })
     refute_predicate interrupt, :closed?
     interrupt.close
     interrupt.close
     assert_predicate interrupt, :closed?
-    assert_equal before, descriptors
+    # Nothing in this test opens descriptors, so the numbers cannot be reused.
+    assert(numbers.none? { |number| open_descriptor?(number) }, "a descriptor stayed open")
   end
 
   def test_signal_and_clear_after_close_do_not_raise

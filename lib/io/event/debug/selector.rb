@@ -30,7 +30,11 @@ class IO
 
         # Wraps +selector+, logging to env["IO_EVENT_DEBUG_SELECTOR_LOG"] if set.
         def self.wrap(selector, env = ENV)
-          new(selector, log: open_log(env["IO_EVENT_DEBUG_SELECTOR_LOG"]))
+          log = open_log(env["IO_EVENT_DEBUG_SELECTOR_LOG"])
+          new(selector, log: log, close_log: log.is_a?(File))
+        rescue Exception # rubocop:disable Lint/RescueException
+          log.close if log.is_a?(File)
+          raise
         end
 
         def self.open_log(path)
@@ -41,11 +45,12 @@ class IO
         end
         private_class_method :open_log
 
-        # +log+ is any object with #puts, or nil. Must be created on the loop
-        # fiber of +selector+.
-        def initialize(selector, log: nil)
+        # +log+ is any object with #puts, or nil; +close_log+ closes it with
+        # the selector. Must be created on the loop fiber of +selector+.
+        def initialize(selector, log: nil, close_log: false)
           @selector = selector
           @log = log
+          @close_log = close_log
           @thread = Thread.current
           @closed = false
 
@@ -73,21 +78,26 @@ class IO
         # Idempotent, like every selector's close.
         def close
           owner_thread!(:close)
-          log("close")
+          log { "close" }
           @closed = true
           @selector.close
+        ensure
+          if @close_log && @log && !@log.closed?
+            @log.close
+            @log = nil
+          end
         end
 
         # Any thread may call it.
         def wakeup
           result = @selector.wakeup
-          log("wakeup -> #{result}")
+          log { "wakeup -> #{result}" }
           result
         end
 
         def transfer
           owner_thread!(:transfer)
-          log("transfer from #{Fiber.current.inspect}")
+          log { "transfer from #{Fiber.current.inspect}" }
           @selector.transfer
         end
 
@@ -95,21 +105,21 @@ class IO
           owner_thread!(:resume)
           fiber!(fiber)
           Kernel.raise FiberError, "resume: cannot resume the current fiber" if fiber.equal?(Fiber.current)
-          log("resume #{fiber.inspect} with #{arguments.inspect}")
+          log { "resume #{fiber.inspect} with #{arguments.inspect}" }
           @selector.resume(fiber, *arguments)
         end
 
         def yield
           owner_thread!(:yield)
           Kernel.raise FiberError, "yield called on the event loop fiber" if on_loop?
-          log("yield #{Fiber.current.inspect}")
+          log { "yield #{Fiber.current.inspect}" }
           @selector.yield
         end
 
         # Any thread may call it (a scheduler's unblock pushes, then wakes).
         def push(fiber)
           fiber!(fiber)
-          log("push #{fiber.inspect}")
+          log { "push #{fiber.inspect}" }
           @selector.push(fiber)
         end
 
@@ -119,7 +129,7 @@ class IO
           unless fiber.respond_to?(:raise)
             Kernel.raise TypeError, "raise: #{fiber.inspect} does not respond to #raise"
           end
-          log("raise in #{fiber.inspect}: #{arguments.inspect}")
+          log { "raise in #{fiber.inspect}: #{arguments.inspect}" }
           if options.empty?
             @selector.raise(fiber, *arguments)
           else
@@ -141,9 +151,9 @@ class IO
           unless duration.nil? || (duration.is_a?(Numeric) && duration.real?)
             Kernel.raise TypeError, "select duration must be nil or a number of seconds, not #{duration.class}"
           end
-          log("select #{duration.inspect}")
+          log { "select #{duration.inspect}" }
           result = @selector.select(duration)
-          log("select -> #{result.inspect}")
+          log { "select -> #{result.inspect}" }
           result
         end
 
@@ -154,48 +164,48 @@ class IO
           if (events & EVENT_MASK).zero?
             Kernel.raise ArgumentError, "io_wait: events #{events} ask for nothing (READABLE, PRIORITY or WRITABLE)"
           end
-          log("io_wait #{fiber.inspect} #{io.inspect} events=#{events}")
+          log { "io_wait #{fiber.inspect} #{io.inspect} events=#{events}" }
           result = @selector.io_wait(fiber, io, events)
-          log("io_wait #{io.inspect} -> #{result.inspect}")
+          log { "io_wait #{io.inspect} -> #{result.inspect}" }
           result
         end
 
         def io_read(fiber, io, buffer, length, offset = 0)
           transfer_checks!(:io_read, fiber, io, buffer, length: length, offset: offset)
-          log("io_read #{io.inspect} length=#{length} offset=#{offset} size=#{buffer.size}")
+          log { "io_read #{io.inspect} length=#{length} offset=#{offset} size=#{buffer.size}" }
           result = @selector.io_read(fiber, io, buffer, length, offset)
-          log("io_read #{io.inspect} -> #{result.inspect}")
+          log { "io_read #{io.inspect} -> #{result.inspect}" }
           result
         end
 
         def io_write(fiber, io, buffer, length, offset = 0)
           transfer_checks!(:io_write, fiber, io, buffer, length: length, offset: offset)
-          log("io_write #{io.inspect} length=#{length} offset=#{offset} size=#{buffer.size}")
+          log { "io_write #{io.inspect} length=#{length} offset=#{offset} size=#{buffer.size}" }
           result = @selector.io_write(fiber, io, buffer, length, offset)
-          log("io_write #{io.inspect} -> #{result.inspect}")
+          log { "io_write #{io.inspect} -> #{result.inspect}" }
           result
         end
 
         def io_pread(fiber, io, buffer, from, length, offset)
           transfer_checks!(:io_pread, fiber, io, buffer, from: from, length: length, offset: offset)
-          log("io_pread #{io.inspect} from=#{from} length=#{length} offset=#{offset}")
+          log { "io_pread #{io.inspect} from=#{from} length=#{length} offset=#{offset}" }
           result = @selector.io_pread(fiber, io, buffer, from, length, offset)
-          log("io_pread #{io.inspect} -> #{result.inspect}")
+          log { "io_pread #{io.inspect} -> #{result.inspect}" }
           result
         end
 
         def io_pwrite(fiber, io, buffer, from, length, offset)
           transfer_checks!(:io_pwrite, fiber, io, buffer, from: from, length: length, offset: offset)
-          log("io_pwrite #{io.inspect} from=#{from} length=#{length} offset=#{offset}")
+          log { "io_pwrite #{io.inspect} from=#{from} length=#{length} offset=#{offset}" }
           result = @selector.io_pwrite(fiber, io, buffer, from, length, offset)
-          log("io_pwrite #{io.inspect} -> #{result.inspect}")
+          log { "io_pwrite #{io.inspect} -> #{result.inspect}" }
           result
         end
 
         def io_close(fd)
           owner_thread!(:io_close)
           integer!(:io_close, "fd", fd)
-          log("io_close #{fd}")
+          log { "io_close #{fd}" }
           @selector.io_close(fd)
         end
 
@@ -203,9 +213,9 @@ class IO
           parking!(:process_wait, fiber)
           integer!(:process_wait, "pid", pid)
           integer!(:process_wait, "flags", flags)
-          log("process_wait #{fiber.inspect} pid=#{pid} flags=#{flags}")
+          log { "process_wait #{fiber.inspect} pid=#{pid} flags=#{flags}" }
           result = @selector.process_wait(fiber, pid, flags)
-          log("process_wait #{pid} -> #{result.inspect}")
+          log { "process_wait #{pid} -> #{result.inspect}" }
           result
         end
 
@@ -225,7 +235,7 @@ class IO
         def method_missing(name, *arguments, **options, &block)
           return super unless @selector.respond_to?(name)
 
-          log("#{name} #{arguments.inspect}")
+          log { "#{name} #{arguments.inspect}" }
           @selector.public_send(name, *arguments, **options, &block)
         end
 
@@ -233,11 +243,13 @@ class IO
           @selector.respond_to?(name, include_private) || super
         end
 
-        def log(message)
+        # Writes the block's message, if there is a log (the block is not
+        # called otherwise).
+        def log
           log = @log
           return unless log
 
-          line = format("T+%.6f; %s", Process.clock_gettime(Process::CLOCK_MONOTONIC), message)
+          line = format("T+%.6f; %s", Process.clock_gettime(Process::CLOCK_MONOTONIC), yield)
           Support.blocking { log.puts(line) }
         rescue IOError
           # A closed log must not break the event loop.

@@ -11,9 +11,10 @@ class IO
       # reference the native selectors are tested against (see PROTOCOL.md).
       #
       # Everything but #wakeup and #push must be called on the thread that
-      # created it. A blocking #select on the main thread waits on a helper
-      # thread's IO.select so that a trapped signal ends it (see
-      # #select_on_main_thread); elsewhere it calls IO.select directly.
+      # created it. A #select that may block longer than SHORT_WAIT on the main
+      # thread waits on a helper thread's IO.select, so that a trapped signal
+      # ends it (see #select_on_main_thread); otherwise it calls IO.select
+      # directly. Children in #process_wait are polled (see there).
       class Select
         EAGAIN = -Errno::EAGAIN::Errno
         EWOULDBLOCK = -Errno::EWOULDBLOCK::Errno
@@ -103,6 +104,13 @@ class IO
         PROCESS_POLL_MINIMUM = 0.001
         PROCESS_POLL_MAXIMUM = 0.05
         private_constant :PROCESS_POLL_MINIMUM, :PROCESS_POLL_MAXIMUM
+
+        # Waits this short (seconds) skip the helper thread that lets a signal
+        # end a wait on the main thread. The trap handler still runs at once
+        # (inside IO.select); only the return from #select can be this late,
+        # which is not worth a thread per wait.
+        SHORT_WAIT = 0.1
+        private_constant :SHORT_WAIT
 
         def initialize(loop)
           @loop = loop
@@ -267,7 +275,8 @@ class IO
         # Closes the raw descriptor +fd+. Returns true.
         def io_close(fd)
           integer!(fd, "fd")
-          ::IO.for_fd(fd, autoclose: true).close
+          # Blocking, so a scheduler's io_close hook is not re-entered.
+          Support.blocking { ::IO.for_fd(fd, autoclose: true).close }
           true
         end
 
@@ -284,10 +293,12 @@ class IO
           check_open!
           integer!(pid, "pid")
           integer!(flags, "flags")
-          return ::Process::Status.wait(pid, flags) if flags.anybits?(::Process::WNOHANG)
+          if flags.anybits?(::Process::WNOHANG)
+            return Support.blocking { ::Process::Status.wait(pid, flags) }
+          end
 
           waiter = ProcessWaiter.new(fiber, pid, flags)
-          return waiter.result if waiter.poll
+          return waiter.result if Support.blocking { waiter.poll }
 
           @processes << waiter
           @process_poll = PROCESS_POLL_MINIMUM
@@ -438,7 +449,8 @@ class IO
               next true
             end
 
-            events = waiters.inject(0) { |mask, waiter| mask | waiter.events }
+            events = 0
+            waiters.each { |waiter| events |= waiter.events } # (inject allocates)
             readable << io if events.anybits?(IO::READABLE)
             writable << io if events.anybits?(IO::WRITABLE)
             priority << io if events.anybits?(IO::PRIORITY)
@@ -467,7 +479,7 @@ class IO
           timeout = 0 unless @ready.empty?
           started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
           begin
-            if timeout != 0 && Thread.current.equal?(Thread.main)
+            if (timeout.nil? || timeout > SHORT_WAIT) && Thread.current.equal?(Thread.main)
               select_on_main_thread(readable, writable, priority, timeout)
             else
               io_select(readable, writable, priority, timeout)

@@ -1,0 +1,329 @@
+//! The parking calls of the EPoll selector: `io_wait`, the buffered I/O
+//! (`io_read`, `io_write`, `io_pread`, `io_pwrite`) on the shared transfer
+//! loop, `io_close` and `process_wait` through a pidfd.
+//!
+//! Every wait goes through `EPoll::park`: register a waiter, switch to the
+//! loop, and take the waiter's slot back on whichever route the fiber comes
+//! back by. A waiter that leaves without its event (an exception, a resume
+//! by hand) is unlinked and the registration narrowed before the fiber goes
+//! on, so no later event can resume it. Reads and writes are plain
+//! non-blocking system calls made by the fiber itself: the kernel never holds
+//! the caller's buffer past the call, so there is nothing to cancel.
+
+use std::os::fd::{AsRawFd, RawFd};
+
+use magnus::{prelude::*, rb_sys::AsRawValue, Error, Integer, IntoValue, RModule, Ruby, Value};
+
+use super::registry::Outcome;
+use super::{EPoll, WaiterRefs};
+use crate::ruby::buffer::Access;
+use crate::ruby::{error, fiber, io};
+use crate::selector::events;
+use crate::selector::transfer_loop::{self, Transfer};
+use crate::sys;
+
+/// How a park ended for the waiter.
+pub enum Parked {
+    Ready(i32),
+    /// Resumed without an event.
+    Cancelled,
+    /// epoll refuses the descriptor (EPERM: regular files and directories,
+    /// which are always ready).
+    Unpollable,
+}
+
+impl EPoll {
+    /// Park the current fiber until `fd` is ready for `wanted`; the loop will
+    /// resume `refs.fiber`. Errors from the switch (an exception raised into
+    /// the fiber, `Fiber#kill`, a throw) propagate after the waiter is gone.
+    fn park(&self, ruby: &Ruby, fd: RawFd, wanted: i32, refs: WaiterRefs) -> Result<Parked, Error> {
+        self.core.check_owner(ruby)?;
+        let kernel = self.open_kernel(ruby)?;
+        // The IO's address tells waiters through the same object apart from
+        // others on the same number (see registry.rs); it is never used as a VALUE.
+        let identity = refs.io.map_or(0, |io| ruby.get_inner(io).as_raw());
+        let added = self.registry.borrow_mut().add(fd, wanted, identity, refs, &kernel);
+        let id = match added {
+            Ok(id) => id,
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) => return Ok(Parked::Unpollable),
+            Err(e) => return Err(error::from_io(ruby, e, "epoll_ctl")),
+        };
+
+        let switched = fiber::transfer(self.core.loop_fiber(ruby), &[]);
+
+        let kernel = self.kernel();
+        let taken = self.registry.borrow_mut().take(id, &kernel);
+        let (outcome, refs) = match taken {
+            Some((outcome, refs)) => (outcome, Some(refs)),
+            None => (Outcome::Cancelled, None),
+        };
+        if refs.as_ref().is_some_and(|refs| refs.owned.is_some()) {
+            // Our own descriptor (a pidfd), about to be closed: delete its
+            // registration while the number still names it.
+            self.registry.borrow_mut().forget(fd, &kernel);
+        }
+        drop(refs);
+        switched?;
+        Ok(match outcome {
+            Outcome::Ready(events) => Parked::Ready(events),
+            Outcome::Cancelled => Parked::Cancelled,
+        })
+    }
+
+    /// Let the other fibers run once (the loop resumes us at its next
+    /// `select`): what waiting on an always-ready descriptor amounts to.
+    fn yield_once(&self, ruby: &Ruby) -> Result<(), Error> {
+        self.core.resume(ruby, self.core.loop_fiber(ruby), &[]).map(drop)
+    }
+}
+
+fn waiter(target: Value, io: Option<Value>) -> WaiterRefs {
+    WaiterRefs { fiber: target.into(), io: io.map(Into::into), owned: None }
+}
+
+// --- io_wait -----------------------------------------------------------------
+
+/// `io_wait(fiber, io, events)`: the ready events (only bits asked for), or
+/// `false` when resumed without an event.
+pub fn io_wait(ruby: &Ruby, rb_self: &EPoll, target: Value, io: Value, events: Value) -> Result<Value, Error> {
+    let target = fiber::check(ruby, target)?;
+    let wanted =
+        Integer::from_value(events).ok_or_else(|| error::type_error(ruby, "events must be an Integer"))?.to_i32()?;
+    let fd = io::descriptor(ruby, io)?;
+    Ok(match rb_self.park(ruby, fd, wanted, waiter(target, Some(io)))? {
+        Parked::Ready(ready) => ready.into_value_with(ruby),
+        Parked::Cancelled => false.into_value_with(ruby),
+        Parked::Unpollable => {
+            rb_self.yield_once(ruby)?;
+            (wanted & (events::READABLE | events::PRIORITY | events::WRITABLE)).into_value_with(ruby)
+        }
+    })
+}
+
+// --- io_read, io_write, io_pread, io_pwrite -----------------------------------
+
+struct EPollIo<'a> {
+    ruby: &'a Ruby,
+    selector: &'a EPoll,
+}
+
+impl transfer_loop::Backend for EPollIo<'_> {
+    fn attempt(&self, op: &Transfer, base: *mut u8, len: usize, position: Option<u64>) -> Result<isize, Error> {
+        Ok(attempt(op.fd, op.access, base, len, position))
+    }
+
+    /// Park until ready. Resumed by hand, the loop just tries again (and
+    /// parks again when there is still nothing to read).
+    fn wait_ready(&self, op: &Transfer, events: i32) -> Result<(), Error> {
+        let refs = waiter(op.fiber, Some(op.io));
+        match self.selector.park(self.ruby, op.fd, events, refs)? {
+            Parked::Unpollable => self.selector.yield_once(self.ruby),
+            Parked::Ready(_) | Parked::Cancelled => Ok(()),
+        }
+    }
+}
+
+/// One non-blocking read(2)/write(2)/pread(2)/pwrite(2): bytes moved or
+/// `-errno`. The kernel is done with the buffer when it returns.
+fn attempt(fd: RawFd, access: Access, base: *mut u8, len: usize, at: Option<u64>) -> isize {
+    let len = len.min(isize::MAX as usize);
+    let at = match at.map(libc::off_t::try_from) {
+        None => None,
+        Some(Ok(at)) => Some(at),
+        Some(Err(_)) => return -(libc::EINVAL as isize),
+    };
+    loop {
+        // SAFETY: `base..base+len` lies inside the locked buffer that the
+        // transfer loop holds for the duration of this call.
+        let result = unsafe {
+            match (access, at) {
+                (Access::Write, None) => libc::read(fd, base.cast(), len),
+                (Access::Write, Some(at)) => libc::pread(fd, base.cast(), len, at),
+                (Access::Read, None) => libc::write(fd, base.cast(), len),
+                (Access::Read, Some(at)) => libc::pwrite(fd, base.cast(), len, at),
+            }
+        };
+        if result >= 0 {
+            return result;
+        }
+        let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO);
+        if errno != libc::EINTR {
+            return -(errno as isize);
+        }
+    }
+}
+
+/// Set O_NONBLOCK on `fd` if it is not set; returns the flags to put back.
+/// (Ruby makes pipes and sockets non-blocking already; files, ttys and
+/// inherited descriptors may not be.) A failure leaves the descriptor alone:
+/// the attempt then reports whatever is wrong with it.
+fn set_nonblock(fd: RawFd) -> Option<libc::c_int> {
+    // SAFETY: fcntl with F_GETFL takes no pointer.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 || flags & libc::O_NONBLOCK != 0 {
+        return None;
+    }
+    // SAFETY: as above, F_SETFL with an integer.
+    let set = unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) };
+    (set == 0).then_some(flags)
+}
+
+fn size_arg(ruby: &Ruby, value: Value, name: &str) -> Result<usize, Error> {
+    let int =
+        Integer::from_value(value).ok_or_else(|| error::type_error(ruby, format!("{name} must be an Integer")))?;
+    usize::try_from(int.to_i64()?).map_err(|_| error::argument_error(ruby, format!("{name} must not be negative")))
+}
+
+fn run(
+    ruby: &Ruby,
+    selector: &EPoll,
+    access: Access,
+    [target, io, buffer]: [Value; 3],
+    length: Value,
+    offset: Option<Value>,
+    position: Option<Value>,
+) -> Result<i64, Error> {
+    let target = fiber::check(ruby, target)?;
+    selector.open_kernel(ruby)?;
+    let fd = io::descriptor(ruby, io)?;
+    let length = size_arg(ruby, length, "length")?;
+    let offset = offset.map(|v| size_arg(ruby, v, "offset")).transpose()?.unwrap_or(0);
+    let position = position.map(|v| size_arg(ruby, v, "from")).transpose()?.map(|p| p as u64);
+    let op = Transfer { fiber: target, io, fd, buffer, access };
+    let restore = set_nonblock(fd);
+    let result = transfer_loop::run(&EPollIo { ruby, selector }, op, length, offset, position);
+    if let Some(flags) = restore {
+        // Only if `io` still names the same descriptor: a fiber may have
+        // closed it meanwhile, and the number may be someone else's now.
+        if io::descriptor(ruby, io).ok() == Some(fd) {
+            // SAFETY: F_SETFL with an integer; errors are harmless here.
+            unsafe { libc::fcntl(fd, libc::F_SETFL, flags) };
+        }
+    }
+    result
+}
+
+/// `(fiber, io, buffer, length, offset = 0)`: Ruby 3.1 passes four, later Rubies five.
+fn split_args(ruby: &Ruby, args: &[Value]) -> Result<([Value; 3], Value, Option<Value>), Error> {
+    match *args {
+        [fiber, io, buffer, length] => Ok(([fiber, io, buffer], length, None)),
+        [fiber, io, buffer, length, offset] => Ok(([fiber, io, buffer], length, Some(offset))),
+        _ => {
+            Err(error::argument_error(ruby, format!("wrong number of arguments (given {}, expected 4..5)", args.len())))
+        }
+    }
+}
+
+pub fn io_read(ruby: &Ruby, rb_self: &EPoll, args: &[Value]) -> Result<i64, Error> {
+    let (args, length, offset) = split_args(ruby, args)?;
+    run(ruby, rb_self, Access::Write, args, length, offset, None)
+}
+
+pub fn io_write(ruby: &Ruby, rb_self: &EPoll, args: &[Value]) -> Result<i64, Error> {
+    let (args, length, offset) = split_args(ruby, args)?;
+    run(ruby, rb_self, Access::Read, args, length, offset, None)
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn io_pread(
+    ruby: &Ruby,
+    rb_self: &EPoll,
+    target: Value,
+    io: Value,
+    buffer: Value,
+    from: Value,
+    length: Value,
+    offset: Value,
+) -> Result<i64, Error> {
+    let args = [target, io, buffer];
+    run(ruby, rb_self, Access::Write, args, length, Some(offset), Some(from))
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn io_pwrite(
+    ruby: &Ruby,
+    rb_self: &EPoll,
+    target: Value,
+    io: Value,
+    buffer: Value,
+    from: Value,
+    length: Value,
+    offset: Value,
+) -> Result<i64, Error> {
+    let args = [target, io, buffer];
+    run(ruby, rb_self, Access::Read, args, length, Some(offset), Some(from))
+}
+
+// --- io_close ----------------------------------------------------------------
+
+/// `io_close(fd)`: drop the descriptor's registration (while the number
+/// still names the file), wake anyone waiting on it, then close(2) it.
+pub fn io_close(ruby: &Ruby, rb_self: &EPoll, descriptor: Value) -> Result<bool, Error> {
+    let fd = io::descriptor(ruby, descriptor)?;
+    rb_self.registry.borrow_mut().forget(fd, &rb_self.kernel());
+    // SAFETY: closes a descriptor number the caller hands over to us.
+    if unsafe { libc::close(fd) } < 0 {
+        let error = std::io::Error::last_os_error();
+        // After EINTR the descriptor is closed all the same (Linux).
+        if error.raw_os_error() != Some(libc::EINTR) {
+            return Err(error::from_io(ruby, error, "close"));
+        }
+    }
+    Ok(true)
+}
+
+// --- process_wait -------------------------------------------------------------
+
+/// `process_wait(fiber, pid, flags)`: park until child `pid` changes state
+/// and return its `Process::Status`. The fiber waits on a pidfd (readable
+/// once the child has exited); the status is reaped only by the call that
+/// returns it (`Process::Status.wait(pid, flags | WNOHANG)`), so an
+/// interrupted wait consumes nothing. The pidfd is owned by the waiter's slot
+/// and closed on every route. `pid <= 0` (any child, a process group) goes to
+/// `IO::Event::Selector.process_wait`. Resumed by hand: `nil`.
+pub fn process_wait(ruby: &Ruby, rb_self: &EPoll, target: Value, pid: i32, flags: i32) -> Result<Value, Error> {
+    let target = fiber::check(ruby, target)?;
+    if pid <= 0 {
+        return delegate(ruby, pid, flags);
+    }
+    if flags & libc::WNOHANG != 0 {
+        return reap(ruby, pid, flags);
+    }
+    loop {
+        // Already exited (or not our child: ECHILD) needs no wait at all.
+        let status = reap(ruby, pid, flags | libc::WNOHANG)?;
+        if !status.is_nil() {
+            return Ok(status);
+        }
+        let pidfd = match sys::pidfd_open(pid) {
+            Ok(pidfd) => pidfd,
+            // Gone since the reap above: reaping again reports it (ECHILD).
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => return reap(ruby, pid, flags | libc::WNOHANG),
+            // No pidfds here (before Linux 5.3): a helper thread waits.
+            Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => return delegate(ruby, pid, flags),
+            Err(e) => return Err(error::from_io(ruby, e, "pidfd_open")),
+        };
+        let fd = pidfd.as_raw_fd();
+        let refs = WaiterRefs { fiber: target.into(), io: None, owned: Some(pidfd) };
+        match rb_self.park(ruby, fd, events::READABLE, refs)? {
+            Parked::Ready(_) => continue,
+            Parked::Cancelled => return Ok(ruby.qnil().as_value()),
+            Parked::Unpollable => return delegate(ruby, pid, flags),
+        }
+    }
+}
+
+/// `Process::Status.wait(pid, flags)`: a Process::Status, or nil with WNOHANG.
+/// With WNOHANG it never enters the fiber scheduler.
+fn reap(ruby: &Ruby, pid: i32, flags: i32) -> Result<Value, Error> {
+    let process: RModule = ruby.class_object().const_get("Process")?;
+    let status: Value = process.const_get("Status")?;
+    status.funcall("wait", (pid, flags))
+}
+
+/// `IO::Event::Selector.process_wait(pid, flags)`: waits on a helper thread.
+fn delegate(ruby: &Ruby, pid: i32, flags: i32) -> Result<Value, Error> {
+    let event: RModule = ruby.class_io().const_get("Event")?;
+    let selector: RModule = event.const_get("Selector")?;
+    selector.funcall("process_wait", (pid, flags))
+}

@@ -1,0 +1,79 @@
+//! The epoll system calls, and nothing else: create, control, wait.
+
+use std::io;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::time::Duration;
+
+use super::registry::Op;
+
+/// A new epoll set (CLOEXEC).
+pub fn create() -> io::Result<OwnedFd> {
+    // SAFETY: epoll_create1 takes a flag; a negative result is checked.
+    let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `epoll_ctl(epoll, op, fd, {mask, data})`.
+pub fn ctl(epoll: RawFd, op: Op, fd: RawFd, mask: u32, data: u64) -> io::Result<()> {
+    let op = match op {
+        Op::Add => libc::EPOLL_CTL_ADD,
+        Op::Modify => libc::EPOLL_CTL_MOD,
+        Op::Delete => libc::EPOLL_CTL_DEL,
+    };
+    let mut event = libc::epoll_event { events: mask, u64: data };
+    // SAFETY: `event` is a local that outlives the call (DEL ignores it, but
+    // kernels before 2.6.9 wanted it non-null, so it is always passed).
+    let result = unsafe { libc::epoll_ctl(epoll, op, fd, &mut event) };
+    if result < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `epoll_wait` into `events`; returns how many were filled. `timeout_ms`
+/// -1 waits forever, 0 never blocks. EINTR is reported as zero events.
+pub fn wait(epoll: RawFd, events: &mut [libc::epoll_event], timeout_ms: i32) -> io::Result<usize> {
+    let capacity = i32::try_from(events.len()).unwrap_or(i32::MAX);
+    // SAFETY: the kernel writes at most `capacity` entries into `events`.
+    let count = unsafe { libc::epoll_wait(epoll, events.as_mut_ptr(), capacity, timeout_ms) };
+    if count < 0 {
+        let error = io::Error::last_os_error();
+        if error.raw_os_error() == Some(libc::EINTR) {
+            return Ok(0);
+        }
+        return Err(error);
+    }
+    Ok(count as usize)
+}
+
+/// `select`'s timeout in whole milliseconds for `epoll_wait`: `None` is
+/// forever (-1); anything else is rounded up, so that a short wait never
+/// turns into a busy loop of zero-millisecond waits.
+pub fn timeout_ms(timeout: Option<Duration>) -> i32 {
+    match timeout {
+        None => -1,
+        Some(duration) => {
+            let millis = duration.as_nanos().div_ceil(1_000_000);
+            i32::try_from(millis).unwrap_or(i32::MAX)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts_round_up_to_milliseconds() {
+        assert_eq!(timeout_ms(None), -1);
+        assert_eq!(timeout_ms(Some(Duration::ZERO)), 0);
+        assert_eq!(timeout_ms(Some(Duration::from_micros(1))), 1);
+        assert_eq!(timeout_ms(Some(Duration::from_millis(1500))), 1500);
+        assert_eq!(timeout_ms(Some(Duration::from_nanos(999))), 1);
+        assert_eq!(timeout_ms(Some(Duration::MAX)), i32::MAX);
+    }
+}

@@ -1,0 +1,107 @@
+//! `select` in two phases: collect epoll events into the registry (which only
+//! records which waiters are ready), then resume those fibers with no borrow
+//! held.
+
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+use magnus::{Error, Ruby, Value};
+
+use super::poller;
+use super::registry::WAKEUP_DATA;
+use super::EPoll;
+use crate::ruby::{error, fiber, nogvl};
+
+/// Events taken per `epoll_wait`; more stay in the kernel for the next call.
+const MAX_EVENTS: usize = 64;
+
+const NO_EVENT: libc::epoll_event = libc::epoll_event { events: 0, u64: 0 };
+
+impl EPoll {
+    /// One `epoll_wait`: without blocking when `timeout_ms` is 0, otherwise
+    /// without the GVL and with `blocked` set, so that `wakeup`, signals,
+    /// `Thread#raise` and `Thread#kill` end it (through the eventfd).
+    fn poll(&self, ruby: &Ruby, events: &mut [libc::epoll_event], timeout_ms: i32) -> Result<usize, Error> {
+        if self.core.is_forked() {
+            return Err(error::io_error(ruby, "selector is closed (forked child)"));
+        }
+        let epoll = self.epoll.borrow();
+        let Some(epoll) = epoll.as_ref().map(AsRawFd::as_raw_fd) else {
+            return Err(error::io_error(ruby, "selector is closed"));
+        };
+        let result = if timeout_ms == 0 {
+            poller::wait(epoll, events, 0)
+        } else {
+            let core = &self.core;
+            let wake_fd = core.interrupt().fd();
+            // `None`: an interrupt was already pending and the wait did not
+            // run; Ruby delivers it once we return.
+            core.blocking(|| nogvl::without_gvl(wake_fd, || poller::wait(epoll, events, timeout_ms)).unwrap_or(Ok(0)))
+        };
+        result.map_err(|e| error::from_io(ruby, e, "epoll_wait"))
+    }
+
+    /// Record the events: ready waiters go on the registry's ready list; the
+    /// wake-up eventfd is read empty.
+    fn dispatch(&self, events: &[libc::epoll_event]) {
+        let kernel = self.kernel();
+        let mut registry = self.registry.borrow_mut();
+        for event in events {
+            let (data, revents) = (event.u64, event.events);
+            if data == WAKEUP_DATA {
+                self.core.interrupt().clear();
+            } else {
+                registry.dispatch(data, revents, &kernel);
+            }
+        }
+    }
+
+    /// Resume the fibers of ready waiters, oldest first; those made ready
+    /// while this runs wait for the next `select`. Each fiber finds its own
+    /// result in its slot. Returns how many were resumed.
+    fn resume_ready(&self, ruby: &Ruby) -> Result<usize, Error> {
+        let mut budget = self.registry.borrow().ready_len();
+        let mut resumed = 0;
+        loop {
+            let next = self.registry.borrow_mut().next_ready(&mut budget).map(|(id, refs)| (id, refs.fiber));
+            let Some((id, target)) = next else {
+                return Ok(resumed);
+            };
+            let target = ruby.get_inner(target);
+            if !fiber::is_alive(target)? {
+                // Nobody will ever take this slot: free it here.
+                let taken = self.registry.borrow_mut().take(id, &self.kernel());
+                drop(taken);
+                continue;
+            }
+            resumed += 1;
+            fiber::transfer(target, &[])?;
+        }
+    }
+
+    /// Collect with `timeout_ms`, then resume.
+    fn step(&self, ruby: &Ruby, timeout_ms: i32) -> Result<usize, Error> {
+        let mut events = [NO_EVENT; MAX_EVENTS];
+        let count = self.poll(ruby, &mut events, timeout_ms)?;
+        self.dispatch(&events[..count]);
+        self.resume_ready(ruby)
+    }
+}
+
+/// Run the ready queue once; collect events without blocking and resume
+/// their fibers; only if nothing ran and nothing is ready, block (without
+/// the GVL) for `duration`, then resume what that collected. Returns the
+/// number of waiters resumed.
+pub fn select(ruby: &Ruby, rb_self: &EPoll, duration: Value) -> Result<usize, Error> {
+    let timeout = crate::selector::duration(ruby, duration)?;
+    rb_self.core.check_owner(ruby)?;
+    rb_self.open_kernel(ruby)?;
+    rb_self.core.reset_idle();
+    let ran = rb_self.core.flush_ready(ruby)?;
+    let mut handled = rb_self.step(ruby, 0)?;
+    let idle = ran == 0 && handled == 0 && !rb_self.core.is_ready() && rb_self.registry.borrow().ready_len() == 0;
+    if idle && timeout != Some(Duration::ZERO) {
+        handled = rb_self.step(ruby, poller::timeout_ms(timeout))?;
+    }
+    Ok(handled)
+}
