@@ -142,10 +142,7 @@ pub fn init(ruby: &Ruby, selector_module: RModule) -> Result<(), Error> {
     class.define_method("close", method!(EPoll::close, 0))?;
     class.define_method("closed?", method!(EPoll::is_closed, 0))?;
     class.define_method("io_wait", method!(ops::io_wait, 3))?;
-    class.define_method("io_read", method!(ops::io_read, -1))?;
-    class.define_method("io_write", method!(ops::io_write, -1))?;
-    class.define_method("io_pread", method!(ops::io_pread, 6))?;
-    class.define_method("io_pwrite", method!(ops::io_pwrite, 6))?;
+    crate::define_io_methods!(class, EPoll);
     class.define_method("io_close", method!(ops::io_close, 1))?;
     class.define_method("process_wait", method!(ops::process_wait, 3))?;
     Ok(())

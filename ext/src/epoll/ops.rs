@@ -19,7 +19,7 @@ use super::{EPoll, WaiterRefs};
 use crate::ruby::buffer::Access;
 use crate::ruby::{error, fiber, io};
 use crate::selector::events;
-use crate::selector::transfer_loop::{self, Transfer};
+use crate::selector::transfer_loop::{self, Call, Transfer};
 use crate::sys;
 
 /// How a park ended for the waiter.
@@ -168,90 +168,23 @@ fn set_nonblock(fd: RawFd) -> Option<libc::c_int> {
     (set == 0).then_some(flags)
 }
 
-fn size_arg(ruby: &Ruby, value: Value, name: &str) -> Result<usize, Error> {
-    let int =
-        Integer::from_value(value).ok_or_else(|| error::type_error(ruby, format!("{name} must be an Integer")))?;
-    usize::try_from(int.to_i64()?).map_err(|_| error::argument_error(ruby, format!("{name} must not be negative")))
-}
-
-fn run(
-    ruby: &Ruby,
-    selector: &EPoll,
-    access: Access,
-    [target, io, buffer]: [Value; 3],
-    length: Value,
-    offset: Option<Value>,
-    position: Option<Value>,
-) -> Result<i64, Error> {
-    let target = fiber::check(ruby, target)?;
-    selector.open_kernel(ruby)?;
-    let fd = io::descriptor(ruby, io)?;
-    let length = size_arg(ruby, length, "length")?;
-    let offset = offset.map(|v| size_arg(ruby, v, "offset")).transpose()?.unwrap_or(0);
-    let position = position.map(|v| size_arg(ruby, v, "from")).transpose()?.map(|p| p as u64);
-    let op = Transfer { fiber: target, io, fd, buffer, access };
-    let restore = set_nonblock(fd);
-    let result = transfer_loop::run(&EPollIo { ruby, selector }, op, length, offset, position);
-    if let Some(flags) = restore {
-        // Only if `io` still names the same descriptor: a fiber may have
-        // closed it meanwhile, and the number may be someone else's now.
-        if io::descriptor(ruby, io).ok() == Some(fd) {
-            // SAFETY: F_SETFL with an integer; errors are harmless here.
-            unsafe { libc::fcntl(fd, libc::F_SETFL, flags) };
+impl transfer_loop::Io for EPoll {
+    fn transfer(&self, ruby: &Ruby, call: Call) -> Result<i64, Error> {
+        self.open_kernel(ruby)?;
+        let (fd, io) = (call.op.fd, call.op.io);
+        let restore = set_nonblock(fd);
+        let result =
+            transfer_loop::run(&EPollIo { ruby, selector: self }, call.op, call.length, call.offset, call.position);
+        if let Some(flags) = restore {
+            // Only if `io` still names the same descriptor: a fiber may have
+            // closed it meanwhile, and the number may be someone else's now.
+            if io::descriptor(ruby, io).ok() == Some(fd) {
+                // SAFETY: F_SETFL with an integer; errors are harmless here.
+                unsafe { libc::fcntl(fd, libc::F_SETFL, flags) };
+            }
         }
+        result
     }
-    result
-}
-
-/// `(fiber, io, buffer, length, offset = 0)`: Ruby 3.1 passes four, later Rubies five.
-fn split_args(ruby: &Ruby, args: &[Value]) -> Result<([Value; 3], Value, Option<Value>), Error> {
-    match *args {
-        [fiber, io, buffer, length] => Ok(([fiber, io, buffer], length, None)),
-        [fiber, io, buffer, length, offset] => Ok(([fiber, io, buffer], length, Some(offset))),
-        _ => {
-            Err(error::argument_error(ruby, format!("wrong number of arguments (given {}, expected 4..5)", args.len())))
-        }
-    }
-}
-
-pub fn io_read(ruby: &Ruby, rb_self: &EPoll, args: &[Value]) -> Result<i64, Error> {
-    let (args, length, offset) = split_args(ruby, args)?;
-    run(ruby, rb_self, Access::Write, args, length, offset, None)
-}
-
-pub fn io_write(ruby: &Ruby, rb_self: &EPoll, args: &[Value]) -> Result<i64, Error> {
-    let (args, length, offset) = split_args(ruby, args)?;
-    run(ruby, rb_self, Access::Read, args, length, offset, None)
-}
-
-#[allow(clippy::too_many_arguments)]
-pub fn io_pread(
-    ruby: &Ruby,
-    rb_self: &EPoll,
-    target: Value,
-    io: Value,
-    buffer: Value,
-    from: Value,
-    length: Value,
-    offset: Value,
-) -> Result<i64, Error> {
-    let args = [target, io, buffer];
-    run(ruby, rb_self, Access::Write, args, length, Some(offset), Some(from))
-}
-
-#[allow(clippy::too_many_arguments)]
-pub fn io_pwrite(
-    ruby: &Ruby,
-    rb_self: &EPoll,
-    target: Value,
-    io: Value,
-    buffer: Value,
-    from: Value,
-    length: Value,
-    offset: Value,
-) -> Result<i64, Error> {
-    let args = [target, io, buffer];
-    run(ruby, rb_self, Access::Read, args, length, Some(offset), Some(from))
 }
 
 // --- io_close ----------------------------------------------------------------

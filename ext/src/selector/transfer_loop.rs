@@ -10,10 +10,11 @@
 
 use std::os::fd::RawFd;
 
-use magnus::{Error, Value};
+use magnus::{Error, Integer, Ruby, Value};
 
 use super::events;
 use crate::ruby::buffer::{self, Access};
+use crate::ruby::{error, fiber, io};
 
 /// One I/O call's fixed arguments.
 #[derive(Clone, Copy)]
@@ -95,4 +96,106 @@ pub fn run(
 fn is_again(result: isize) -> bool {
     let errno = -result as i32;
     errno == libc::EAGAIN || errno == libc::EWOULDBLOCK
+}
+
+/// One of the four calls, its Ruby arguments checked and converted.
+pub struct Call {
+    pub op: Transfer,
+    pub length: usize,
+    pub offset: usize,
+    pub position: Option<u64>,
+}
+
+/// A backend's way to run a `Call` (usually `run` with its own `Backend`).
+pub trait Io {
+    fn transfer(&self, ruby: &Ruby, call: Call) -> Result<i64, Error>;
+}
+
+fn size_arg(ruby: &Ruby, value: Value, name: &str) -> Result<usize, Error> {
+    let int =
+        Integer::from_value(value).ok_or_else(|| error::type_error(ruby, format!("{name} must be an Integer")))?;
+    usize::try_from(int.to_i64()?).map_err(|_| error::argument_error(ruby, format!("{name} must not be negative")))
+}
+
+impl Call {
+    fn new(
+        ruby: &Ruby,
+        access: Access,
+        [target, io, buffer]: [Value; 3],
+        length: Value,
+        offset: Option<Value>,
+        position: Option<Value>,
+    ) -> Result<Call, Error> {
+        let fiber = fiber::check(ruby, target)?;
+        let fd = io::descriptor(ruby, io)?;
+        let length = size_arg(ruby, length, "length")?;
+        let offset = offset.map(|v| size_arg(ruby, v, "offset")).transpose()?.unwrap_or(0);
+        let position = position.map(|v| size_arg(ruby, v, "from").map(|p| p as u64)).transpose()?;
+        Ok(Call { op: Transfer { fiber, io, fd, buffer, access }, length, offset, position })
+    }
+
+    /// `io_read`/`io_write`: `(fiber, io, buffer, length, offset = 0)`;
+    /// Ruby 3.1 passes four arguments, later Rubies five.
+    fn stream(ruby: &Ruby, access: Access, args: &[Value]) -> Result<Call, Error> {
+        match *args {
+            [fiber, io, buffer, length] => Call::new(ruby, access, [fiber, io, buffer], length, None, None),
+            [fiber, io, buffer, length, offset] => {
+                Call::new(ruby, access, [fiber, io, buffer], length, Some(offset), None)
+            }
+            _ => Err(arity(ruby, args.len(), "4..5")),
+        }
+    }
+
+    /// `io_pread`/`io_pwrite`: `(fiber, io, buffer, from, length, offset)`.
+    fn positional(ruby: &Ruby, access: Access, args: &[Value]) -> Result<Call, Error> {
+        match *args {
+            [fiber, io, buffer, from, length, offset] => {
+                Call::new(ruby, access, [fiber, io, buffer], length, Some(offset), Some(from))
+            }
+            _ => Err(arity(ruby, args.len(), "6")),
+        }
+    }
+}
+
+fn arity(ruby: &Ruby, given: usize, expected: &str) -> Error {
+    error::argument_error(ruby, format!("wrong number of arguments (given {given}, expected {expected})"))
+}
+
+/// The four Ruby methods, generic over the backend (see `define_io_methods!`).
+pub mod methods {
+    use magnus::{Error, Ruby, Value};
+
+    use super::{Call, Io};
+    use crate::ruby::buffer::Access;
+
+    pub fn io_read<T: Io>(ruby: &Ruby, rb_self: &T, args: &[Value]) -> Result<i64, Error> {
+        rb_self.transfer(ruby, Call::stream(ruby, Access::Write, args)?)
+    }
+
+    pub fn io_write<T: Io>(ruby: &Ruby, rb_self: &T, args: &[Value]) -> Result<i64, Error> {
+        rb_self.transfer(ruby, Call::stream(ruby, Access::Read, args)?)
+    }
+
+    pub fn io_pread<T: Io>(ruby: &Ruby, rb_self: &T, args: &[Value]) -> Result<i64, Error> {
+        rb_self.transfer(ruby, Call::positional(ruby, Access::Write, args)?)
+    }
+
+    pub fn io_pwrite<T: Io>(ruby: &Ruby, rb_self: &T, args: &[Value]) -> Result<i64, Error> {
+        rb_self.transfer(ruby, Call::positional(ruby, Access::Read, args)?)
+    }
+}
+
+/// Define `io_read`, `io_write`, `io_pread` and `io_pwrite` on `$class` for
+/// the backend type `$backend` (which implements `Io`).
+#[macro_export]
+macro_rules! define_io_methods {
+    ($class:expr, $backend:ty) => {{
+        use magnus::{method, Module as _};
+        use $crate::selector::transfer_loop::methods;
+        let class = $class;
+        class.define_method("io_read", method!(methods::io_read::<$backend>, -1))?;
+        class.define_method("io_write", method!(methods::io_write::<$backend>, -1))?;
+        class.define_method("io_pread", method!(methods::io_pread::<$backend>, -1))?;
+        class.define_method("io_pwrite", method!(methods::io_pwrite::<$backend>, -1))?;
+    }};
 }

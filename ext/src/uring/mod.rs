@@ -142,10 +142,7 @@ pub fn init(ruby: &Ruby, selector_module: RModule) -> Result<(), Error> {
     class.define_method("closed?", method!(URing::is_closed, 0))?;
     class.define_method("features", method!(URing::features, 0))?;
     class.define_method("io_wait", method!(ops::poll::io_wait, 3))?;
-    class.define_method("io_read", method!(ops::rw::io_read, -1))?;
-    class.define_method("io_write", method!(ops::rw::io_write, -1))?;
-    class.define_method("io_pread", method!(ops::rw::io_pread, 6))?;
-    class.define_method("io_pwrite", method!(ops::rw::io_pwrite, 6))?;
+    crate::define_io_methods!(class, URing);
     class.define_method("io_close", method!(ops::close::io_close, 1))?;
     class.define_method("process_wait", method!(ops::process::process_wait, 3))?;
     Ok(())

@@ -4,13 +4,12 @@
 //! error propagates (`OnInterrupt::Drain`).
 
 use io_uring::{opcode, types};
-use magnus::{Error, Integer, Ruby, Value};
+use magnus::{Error, Ruby};
 
 use super::park::{OnInterrupt, Parked};
 use super::poll;
 use crate::ruby::buffer::Access;
-use crate::ruby::{error, fiber, io};
-use crate::selector::transfer_loop::{self, Transfer};
+use crate::selector::transfer_loop::{self, Call, Transfer};
 use crate::uring::{SlotRefs, URing};
 
 struct RingIo<'a> {
@@ -77,79 +76,8 @@ impl RingIo<'_> {
     }
 }
 
-fn size_arg(ruby: &Ruby, value: Value, name: &str) -> Result<usize, Error> {
-    let int =
-        Integer::from_value(value).ok_or_else(|| error::type_error(ruby, format!("{name} must be an Integer")))?;
-    let int = int.to_i64()?;
-    usize::try_from(int).map_err(|_| error::argument_error(ruby, format!("{name} must not be negative")))
-}
-
-fn run(
-    ruby: &Ruby,
-    selector: &URing,
-    access: Access,
-    args: [Value; 3],
-    length: Value,
-    offset: Option<Value>,
-    position: Option<Value>,
-) -> Result<i64, Error> {
-    let [target, io, buffer] = args;
-    let target = fiber::check(ruby, target)?;
-    let fd = io::descriptor(ruby, io)?;
-    let length = size_arg(ruby, length, "length")?;
-    let offset = offset.map(|v| size_arg(ruby, v, "offset")).transpose()?.unwrap_or(0);
-    let position = position.map(|v| size_arg(ruby, v, "from")).transpose()?.map(|p| p as u64);
-    let op = Transfer { fiber: target, io, fd, buffer, access };
-    transfer_loop::run(&RingIo { ruby, selector }, op, length, offset, position)
-}
-
-/// `(fiber, io, buffer, length, offset = 0)`: Ruby 3.1 passes four, later Rubies five.
-fn split_args(ruby: &Ruby, args: &[Value]) -> Result<([Value; 3], Value, Option<Value>), Error> {
-    match *args {
-        [fiber, io, buffer, length] => Ok(([fiber, io, buffer], length, None)),
-        [fiber, io, buffer, length, offset] => Ok(([fiber, io, buffer], length, Some(offset))),
-        _ => {
-            Err(error::argument_error(ruby, format!("wrong number of arguments (given {}, expected 4..5)", args.len())))
-        }
+impl transfer_loop::Io for URing {
+    fn transfer(&self, ruby: &Ruby, call: Call) -> Result<i64, Error> {
+        transfer_loop::run(&RingIo { ruby, selector: self }, call.op, call.length, call.offset, call.position)
     }
-}
-
-pub fn io_read(ruby: &Ruby, rb_self: &URing, args: &[Value]) -> Result<i64, Error> {
-    let (args, length, offset) = split_args(ruby, args)?;
-    run(ruby, rb_self, Access::Write, args, length, offset, None)
-}
-
-pub fn io_write(ruby: &Ruby, rb_self: &URing, args: &[Value]) -> Result<i64, Error> {
-    let (args, length, offset) = split_args(ruby, args)?;
-    run(ruby, rb_self, Access::Read, args, length, offset, None)
-}
-
-// Ruby calls it with six arguments.
-#[allow(clippy::too_many_arguments)]
-pub fn io_pread(
-    ruby: &Ruby,
-    rb_self: &URing,
-    target: Value,
-    io: Value,
-    buffer: Value,
-    from: Value,
-    length: Value,
-    offset: Value,
-) -> Result<i64, Error> {
-    run(ruby, rb_self, Access::Write, [target, io, buffer], length, Some(offset), Some(from))
-}
-
-// Ruby calls it with six arguments.
-#[allow(clippy::too_many_arguments)]
-pub fn io_pwrite(
-    ruby: &Ruby,
-    rb_self: &URing,
-    target: Value,
-    io: Value,
-    buffer: Value,
-    from: Value,
-    length: Value,
-    offset: Value,
-) -> Result<i64, Error> {
-    run(ruby, rb_self, Access::Read, [target, io, buffer], length, Some(offset), Some(from))
 }
