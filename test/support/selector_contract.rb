@@ -143,6 +143,28 @@ module SelectorContract
     end
   end
 
+  # Runs `selector.select(duration)` while another thread calls wakeup, until
+  # a wakeup has hit the blocked selector. A select that returns with the
+  # wakeup thread still polling ended for another reason (any signal to the
+  # process may end a blocking select, as PROTOCOL.md allows, e.g. SIGCHLD from
+  # a child of an earlier test): it is repeated, at most a few times.
+  # Returns [woken, last select result, seconds the last select took].
+  def select_until_woken(selector, duration)
+    stop = [false]
+    thread = wakeup_thread(selector, stop)
+    result = nil
+    last = nil
+    5.times do
+      last = elapsed { result = selector.select(duration) }
+      break if thread.join(0.1)
+    end
+    stop[0] = true
+    [thread.value, result, last]
+  ensure
+    stop[0] = true
+    thread&.join
+  end
+
   # --- select -----------------------------------------------------------------
 
   def test_select_zero_returns_integer_without_blocking
@@ -156,12 +178,18 @@ module SelectorContract
   end
 
   def test_select_short_timeout_waits_roughly_that_long
-    result = nil
-    duration = elapsed { result = selector.select(0.05) }
-    assert_kind_of Integer, result
-    assert_equal 0, result
-    assert_operator duration, :>=, 0.03, "select(0.05) with nothing to do returned too early"
-    assert_operator duration, :<, 5
+    # Any signal to the process may end a blocking select early (PROTOCOL.md),
+    # e.g. SIGCHLD from a child of an earlier test, so the lower bound must
+    # hold for one of a few attempts, not for each.
+    durations = 3.times.map do
+      result = nil
+      duration = elapsed { result = selector.select(0.05) }
+      assert_kind_of Integer, result
+      assert_equal 0, result
+      assert_operator duration, :<, 5
+      duration
+    end
+    assert_operator durations.max, :>=, 0.03, "select(0.05) with nothing to do returned too early: #{durations.inspect}"
 
     # An Integer duration is accepted too.
     assert_kind_of Integer, selector.select(0)
@@ -202,48 +230,26 @@ module SelectorContract
   # --- wakeup -----------------------------------------------------------------
 
   def test_wakeup_from_another_thread_ends_blocking_select
-    stop = [false]
-    thread = wakeup_thread(selector, stop)
-    result = nil
-    duration = elapsed { result = selector.select(nil) }
-    stop[0] = true
-
-    assert_equal true, thread.value, "wakeup never reported a blocked selector"
+    woken, result, duration = select_until_woken(selector, nil)
+    assert_equal true, woken, "wakeup never reported a blocked selector"
     assert_kind_of Integer, result
     assert_operator duration, :<, 5
-  ensure
-    stop[0] = true if stop
-    thread&.join
   end
 
   def test_wakeup_twice_in_a_row
     2.times do |iteration|
-      stop = [false]
-      thread = wakeup_thread(selector, stop)
-      result = nil
-      duration = elapsed { result = selector.select(nil) }
-      stop[0] = true
-
-      assert_equal true, thread.value, "wakeup #{iteration + 1} never reported a blocked selector"
+      woken, result, duration = select_until_woken(selector, nil)
+      assert_equal true, woken, "wakeup #{iteration + 1} never reported a blocked selector"
       assert_kind_of Integer, result
       assert_operator duration, :<, 5
-    ensure
-      stop[0] = true
-      thread&.join
     end
   end
 
   def test_wakeup_with_timeout_returns_before_timeout
-    stop = [false]
-    thread = wakeup_thread(selector, stop)
-    duration = elapsed { selector.select(3) }
-    stop[0] = true
-
-    assert_equal true, thread.value
+    woken, result, duration = select_until_woken(selector, 3)
+    assert_equal true, woken
+    assert_kind_of Integer, result
     assert_operator duration, :<, 2.5
-  ensure
-    stop[0] = true if stop
-    thread&.join
   end
 
   def test_wakeup_when_not_selecting_returns_false
@@ -851,7 +857,7 @@ module SelectorContract
   def test_exception_raised_into_io_wait_one_hundred_times
     # Under GC_STRESS=1 every raise costs a full GC: fewer rounds keep the test
     # inside the watchdog while still cycling cancel and re-arm many times.
-    rounds = GC.stress ? 25 : 100
+    rounds = GC.stress ? 10 : 100
     input, output = pipe
     log = []
     rescued = 0

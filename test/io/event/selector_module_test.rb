@@ -367,20 +367,24 @@ class SelectorModuleTest < Minitest::Test
   end
 
   # The smallest scheduler that lets Thread#join park a fiber: block/unblock
-  # over a Select selector, plus kernel_sleep for completeness.
+  # over a Select selector, plus kernel_sleep and io_wait. It keeps every
+  # fiber it started referenced until it finishes: a parked fiber that nothing
+  # refers to is garbage (Ruby's join list lives on that fiber's own stack).
   class BlockScheduler
     def initialize
       @selector = Selector::Select.new(Fiber.current)
-      @blocked = 0
+      @blocked = {}.compare_by_identity
+      @fibers = []
     end
 
     def block(_blocker, timeout = nil)
       raise NotImplementedError, "timeouts are not needed here" if timeout
 
-      @blocked += 1
+      fiber = Fiber.current
+      @blocked[fiber] = true
       @selector.transfer
     ensure
-      @blocked -= 1
+      @blocked.delete(fiber)
     end
 
     def unblock(_blocker, fiber)
@@ -398,13 +402,15 @@ class SelectorModuleTest < Minitest::Test
 
     def fiber(&block)
       fiber = Fiber.new(blocking: false, &block)
+      @fibers << fiber
       @selector.resume(fiber)
       fiber
     end
 
+    # Runs the loop until every fiber it started has finished.
     def close
-      deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + 10
-      while (@blocked.positive? || @selector.ready?) && Process.clock_gettime(Process::CLOCK_MONOTONIC) < deadline
+      deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + 60
+      while @fibers.any?(&:alive?) && Process.clock_gettime(Process::CLOCK_MONOTONIC) < deadline
         @selector.select(0.5)
       end
       @selector.close

@@ -30,6 +30,10 @@ class SelectorFallbackTest < Minitest::Test
   # Runs ruby with `arguments` in a child; returns [status, stdout, stderr].
   # Killed (and the test failed) after `timeout` seconds.
   def run_ruby(env, *arguments, timeout:)
+    # The child is the subject here; GC_STRESS=1 in this process would only
+    # slow down the polling below.
+    stress = GC.stress
+    GC.stress = false
     out = Tempfile.new("fallback-out")
     err = Tempfile.new("fallback-err")
     pid = Process.spawn(CLEAN_ENV.merge(env), RbConfig.ruby, "-I", LIB, *arguments,
@@ -48,6 +52,7 @@ class SelectorFallbackTest < Minitest::Test
   ensure
     out&.close!
     err&.close!
+    GC.stress = stress
   end
 
   PROBE = <<~RUBY

@@ -38,6 +38,16 @@ module ProcessWaitContract
     pid
   end
 
+  # A child that runs until the returned pipe end is closed, then exits with
+  # `status`: "still running" and "has exited" are then up to the test, not to
+  # the timing of a sleep (GC_STRESS=1 makes everything slow).
+  def controlled_child(status, **options)
+    input, release = IO.pipe
+    pid = spawn("sh", "-c", "read line; exit #{status}", in: input, **options)
+    input.close
+    [pid, release]
+  end
+
   # Reap children that have already exited and that no test waits for.
   def reap_exited_strays
     loop do
@@ -105,14 +115,29 @@ module ProcessWaitContract
   end
 
   def test_wait_for_a_running_child
-    pid = spawn("sleep", "0.2")
-    started = monotonic
+    pid, release = controlled_child(0)
     status = nil
 
     waiter = start { status = selector.process_wait(Fiber.current, pid, 0) }
     assert waiter.alive?, "process_wait returned while the child was running"
+    settle(3)
+    assert waiter.alive?, "process_wait returned while the child was running"
 
+    release.close
     drive_fibers(waiter, timeout: 10)
+
+    assert_equal pid, status.pid
+    assert status.success?
+    assert_reaped(pid)
+  ensure
+    release&.close unless release&.closed?
+  end
+
+  def test_wait_for_a_sleeping_child
+    pid = spawn("sleep", "0.2")
+    started = monotonic
+
+    status = wait_in_fiber(pid)
 
     assert_operator monotonic - started, :>=, 0.15
     assert_equal pid, status.pid
@@ -121,7 +146,7 @@ module ProcessWaitContract
   end
 
   def test_the_loop_keeps_running_while_a_child_runs
-    pid = spawn("sleep", "0.3")
+    pid, release = controlled_child(0)
     status = nil
     ticks = 0
 
@@ -141,11 +166,14 @@ module ProcessWaitContract
 
     drive_fibers(ticker, timeout: 5)
     assert_equal 10, ticks
-    assert waiter.alive?, "the child is still sleeping"
+    assert waiter.alive?, "the child is still running"
     assert_nil status
 
+    release.close
     drive_fibers(waiter, timeout: 10)
     assert status.success?
+  ensure
+    release&.close unless release&.closed?
   end
 
   def test_wait_for_two_children_in_sequence
@@ -258,8 +286,8 @@ module ProcessWaitContract
   # -- interrupted ---------------------------------------------------------------
 
   def test_interrupted_wait_leaves_the_child_to_a_later_wait
+    pid, release = controlled_child(7)
     before = descriptors
-    pid = spawn("sh", "-c", "sleep 0.3; exit 7")
     outcome = nil
 
     waiter = start do
@@ -277,20 +305,23 @@ module ProcessWaitContract
     assert_no_new_descriptors(before, "a descriptor leaked after the interrupted process_wait")
 
     # The child is still ours to reap.
+    release.close
     _, status = Process.wait2(pid)
     assert_equal pid, status.pid
     assert_equal 7, status.exitstatus
 
     settle(3)
     assert_no_new_descriptors(before, "a descriptor leaked once the child exited")
+  ensure
+    release&.close unless release&.closed?
   end
 
   # The child exits while the waiter is parked, and the waiter is interrupted
   # before the loop resumes it: the exit status must still be there for the
   # code that handles the interruption.
   def test_interrupted_wait_for_an_exited_child_does_not_consume_it
+    pid, release = controlled_child(5)
     before = descriptors
-    pid = spawn("sh", "-c", "sleep 0.1; exit 5")
     outcome = nil
 
     waiter = start do
@@ -301,8 +332,9 @@ module ProcessWaitContract
     end
     assert waiter.alive?
 
-    # Without running select: wait until the child is a zombie, or already
-    # reaped by whatever the selector uses to watch it.
+    # Without running select: let the child exit and wait until it is a
+    # zombie, or already reaped by whatever the selector uses to watch it.
+    release.close
     deadline = monotonic + 5
     until [nil, "Z"].include?(process_state(pid))
       flunk "child #{pid} did not exit" if monotonic > deadline
@@ -324,11 +356,7 @@ module ProcessWaitContract
     assert_equal 5, status.exitstatus
     assert_no_new_descriptors(before, "a descriptor leaked after the interrupted process_wait")
   ensure
-    begin
-      Process.wait(pid, Process::WNOHANG) if pid
-    rescue Errno::ECHILD
-      nil
-    end
+    release&.close unless release&.closed?
   end
 end
 
