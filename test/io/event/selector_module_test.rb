@@ -417,6 +417,47 @@ class SelectorModuleTest < Minitest::Test
     end
   end
 
+  # --- Select and Ruby 3.1's IO::Buffer ----------------------------------------
+
+  # On 3.1, a slice of IO::Buffer.for(string) unlocks the string again when
+  # collected, which crashes the GC ("object allocation during garbage
+  # collection phase"). Select must not make such slices for transfers at an
+  # offset. Run in a child, so a crash is a failure and not the end of the run.
+  # A writable IO::Buffer over +string+: 3.2+ only makes it writable inside a
+  # block (3.1 ignores the block and returns a writable buffer).
+  def with_string_buffer(string)
+    result = IO::Buffer.for(string) do |buffer|
+      yield buffer
+      :done
+    end
+    yield result unless result.equal?(:done)
+  end
+
+  def test_select_offset_transfers_into_string_buffers_survive_gc
+    pid = fork do
+      selector = Selector::Select.new(Fiber.current)
+      input, output = IO.pipe
+      20.times do
+        result = nil
+        with_string_buffer(+"0123456789") do |read_buffer|
+          output.write("abc")
+          Fiber.new { result = selector.io_read(Fiber.current, input, read_buffer, 3, 4) }.transfer
+          exit!(2) unless result == 3 && read_buffer.get_string == "0123abc789"
+        end
+
+        with_string_buffer(+"xyzXYZ") do |write_buffer|
+          Fiber.new { result = selector.io_write(Fiber.current, output, write_buffer, 2, 3) }.transfer
+          exit!(3) unless result == 3 && input.read_nonblock(10) == "XYZ"
+        end
+      end
+      GC.start
+      GC.start
+      exit!(0)
+    end
+    _, status = Process.wait2(pid)
+    assert_equal 0, status.exitstatus, "child failed: #{status.inspect} (2: bad read, 3: bad write, signal: crash)"
+  end
+
   # --- Debug::Selector checks ---------------------------------------------------
 
   def debug_selector

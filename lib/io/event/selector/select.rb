@@ -621,22 +621,51 @@ class IO
 
         case Support.buffer_io
         when :v1
-          # Ruby 3.1: no offset argument, and read fills the whole buffer, so
-          # work on a slice exactly as large as the allowed transfer.
+          # Ruby 3.1: no offset argument, and read/pread fill the whole buffer
+          # whatever length says. Slices would give the offset, but 3.1 frees
+          # a slice of IO::Buffer.for(string) by unlocking that string a second
+          # time, which crashes the GC; so at offset 0 (the usual case) the
+          # buffer is used directly, and elsewhere a scratch buffer is copied.
           def read_once(io, buffer, offset, maximum)
-            buffer.slice(offset, maximum).read(io, maximum)
+            return buffer.read(io, maximum) if offset.zero?
+
+            scratch = IO::Buffer.new(maximum)
+            result = scratch.read(io, maximum)
+            buffer.copy(scratch, offset, result) if result.positive?
+            result
+          ensure
+            scratch&.free
           end
 
           def write_once(io, buffer, offset, maximum)
-            buffer.slice(offset, maximum).write(io, maximum)
+            return buffer.write(io, maximum) if offset.zero?
+
+            scratch = IO::Buffer.new(maximum)
+            scratch.copy(buffer, 0, maximum, offset)
+            scratch.write(io, maximum)
+          ensure
+            scratch&.free
           end
 
           def pread_once(io, buffer, from, offset, maximum)
-            buffer.slice(offset, maximum).pread(io, maximum, from)
+            return buffer.pread(io, maximum, from) if offset.zero?
+
+            scratch = IO::Buffer.new(maximum)
+            result = scratch.pread(io, maximum, from)
+            buffer.copy(scratch, offset, result) if result.positive?
+            result
+          ensure
+            scratch&.free
           end
 
           def pwrite_once(io, buffer, from, offset, maximum)
-            buffer.slice(offset, maximum).pwrite(io, maximum, from)
+            return buffer.pwrite(io, maximum, from) if offset.zero?
+
+            scratch = IO::Buffer.new(maximum)
+            scratch.copy(buffer, 0, maximum, offset)
+            scratch.pwrite(io, maximum, from)
+          ensure
+            scratch&.free
           end
         when :v3
           # Ruby 3.3+: length 0 means exactly one system call of up to
