@@ -12,7 +12,9 @@ dlext = RbConfig::CONFIG["DLEXT"]
 target_dir = ENV.fetch("CARGO_TARGET_DIR", File.join(root, "target"))
 profile = ENV.fetch("IO_EVENT_URING_PROFILE", "release")
 built = File.join(target_dir, profile, "libio_event_uring.so")
-library = "io_event_uring.#{dlext}"
+# One directory per Ruby ABI, so a library built for one Ruby is never loaded
+# by another (lib/io/event/native.rb requires it by this path).
+library = File.join("io_event_uring", RbConfig::CONFIG["ruby_version"], "io_event_uring.#{dlext}")
 cargo = ENV.fetch("CARGO", "cargo")
 cargo_flags = profile == "release" ? "--release" : ""
 
@@ -27,11 +29,11 @@ File.write("Makefile", <<~MAKE)
 
   all:
   \tcd "$(ROOT)" && RUBY="$(RUBY)" CARGO_TARGET_DIR="#{target_dir}" #{cargo} build #{cargo_flags} --lib -p io_event_uring
-  \tinstall -m 0755 "$(BUILT)" "$(ROOT)/lib/$(LIBRARY)"
+  \tinstall -D -m 0755 "$(BUILT)" "$(ROOT)/lib/$(LIBRARY)"
 
   install: all
   \tmkdir -p "$(DESTDIR)$(sitearchdir)"
-  \t[ "$(DESTDIR)$(sitearchdir)" = "$(ROOT)/lib" ] || install -m 0755 "$(BUILT)" "$(DESTDIR)$(sitearchdir)/$(LIBRARY)"
+  \t[ "$(DESTDIR)$(sitearchdir)" = "$(ROOT)/lib" ] || install -D -m 0755 "$(BUILT)" "$(DESTDIR)$(sitearchdir)/$(LIBRARY)"
 
   clean:
   \trm -f "$(ROOT)/lib/$(LIBRARY)"

@@ -1,9 +1,13 @@
 # frozen_string_literal: true
 
-# Loads the compiled selectors (URing when io_uring works here, and EPoll).
+require "rbconfig"
+
+# Loads the compiled selectors: EPoll, and URing when io_uring works here.
 # IO_EVENT_URING_DISABLE=1 leaves URing undefined, as on a kernel without it.
+# The library is built per Ruby ABI (see ext/extconf.rb); without it, the
+# pure-Ruby Select selector is all there is.
 begin
-  require "io_event_uring"
+  require "io_event_uring/#{RbConfig::CONFIG["ruby_version"]}/io_event_uring"
 rescue LoadError => error
-  warn "io-event-uring: native selectors unavailable (#{error.message}); using IO::Event::Selector::Select", uplevel: 0
+  warn "io-event-uring: native selectors unavailable (#{error.message}); using IO::Event::Selector::Select"
 end
