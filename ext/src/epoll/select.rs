@@ -25,8 +25,10 @@ impl EPoll {
         if self.core.is_forked() {
             return Err(error::io_error(ruby, "selector is closed (forked child)"));
         }
-        let epoll = self.epoll.borrow();
-        let Some(epoll) = epoll.as_ref().map(AsRawFd::as_raw_fd) else {
+        // Not borrowed across the wait: a trap handler served while blocking
+        // may close the selector.
+        let epoll = self.epoll.borrow().as_ref().map(AsRawFd::as_raw_fd);
+        let Some(epoll) = epoll else {
             return Err(error::io_error(ruby, "selector is closed"));
         };
         let result = if timeout_ms == 0 {
@@ -34,9 +36,9 @@ impl EPoll {
         } else {
             let core = &self.core;
             let wake_fd = core.interrupt().fd();
-            // `None`: an interrupt was already pending and the wait did not
-            // run; Ruby delivers it once we return.
-            core.blocking(|| nogvl::without_gvl(wake_fd, || poller::wait(epoll, events, timeout_ms)).unwrap_or(Ok(0)))
+            let waited =
+                core.blocking(|| nogvl::without_gvl(wake_fd, || poller::wait(epoll, &mut *events, timeout_ms)))?;
+            waited.unwrap_or(Ok(0))
         };
         result.map_err(|e| error::from_io(ruby, e, "epoll_wait"))
     }

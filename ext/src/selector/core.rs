@@ -19,6 +19,16 @@ extern "C" fn after_fork_in_child() {
     FORKS.fetch_add(1, Ordering::Relaxed);
 }
 
+/// Run Ruby's pending interrupts now (they may raise or throw).
+fn check_interrupts() -> Result<(), Error> {
+    magnus::rb_sys::protect(|| {
+        // SAFETY: called with the GVL held; raises are caught by protect.
+        unsafe { rb_sys::rb_thread_check_ints() };
+        rb_sys::Qnil as rb_sys::VALUE
+    })
+    .map(drop)
+}
+
 /// Count forks so that "am I in a forked child?" is an atomic load, not a getpid(2).
 pub fn track_forks() {
     static ONCE: Once = Once::new();
@@ -141,15 +151,28 @@ impl Core {
         Ok(ran)
     }
 
-    /// Run `wait` (which blocks without the GVL) with `blocked` set, so that
-    /// `wakeup` from another thread knows to signal; record the idle time.
-    pub fn blocking<R>(&self, wait: impl FnOnce() -> R) -> R {
-        self.blocked.store(true, Ordering::SeqCst);
+    /// Block in `wait`, which releases the GVL (`nogvl::without_gvl`), with
+    /// `blocked` set so that `wakeup` from another thread knows to signal;
+    /// records the idle time. `wait` returns `None` when Ruby had an
+    /// interrupt pending and did not block at all: we then serve it here
+    /// (a thread switch, a trap handler, or `Thread#raise`/`#kill`, which
+    /// propagate) with no borrow held, and block again unless that made a
+    /// fiber ready. So a time-slice interrupt never ends `select(nil)`.
+    pub fn blocking<R>(&self, mut wait: impl FnMut() -> Option<R>) -> Result<Option<R>, Error> {
         let start = Instant::now();
-        let result = wait();
-        self.blocked.store(false, Ordering::SeqCst);
-        self.idle.set(start.elapsed().as_secs_f64());
-        result
+        loop {
+            self.blocked.store(true, Ordering::SeqCst);
+            let result = wait();
+            self.blocked.store(false, Ordering::SeqCst);
+            self.idle.set(start.elapsed().as_secs_f64());
+            if result.is_some() || self.is_ready() {
+                return Ok(result);
+            }
+            check_interrupts()?;
+            if self.is_ready() {
+                return Ok(None);
+            }
+        }
     }
 
     pub fn reset_idle(&self) {

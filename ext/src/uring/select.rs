@@ -98,13 +98,19 @@ impl URing {
     }
 
     fn block(&self, ruby: &Ruby, timeout: Option<Duration>) -> Result<(), Error> {
-        let core = &self.core;
-        let waited = self.with_ring(ruby, |ring| -> std::io::Result<()> {
-            ring.arm_wakeup()?;
-            let wake_fd = core.interrupt().fd();
-            core.blocking(|| nogvl::without_gvl(wake_fd, || ring.wait(timeout)).unwrap_or(Ok(())))
+        let wake_fd = self.core.interrupt().fd();
+        let waited = self.core.blocking(|| {
+            // Borrowed only while blocked: never while Ruby serves an interrupt.
+            let mut ring = self.ring.borrow_mut();
+            let Some(ring) = ring.as_mut() else {
+                return Some(Ok(()));
+            };
+            if let Err(error) = ring.arm_wakeup() {
+                return Some(Err(error));
+            }
+            nogvl::without_gvl(wake_fd, || ring.wait(timeout))
         })?;
-        waited.map_err(|e| error::from_io(ruby, e, "io_uring_enter"))
+        waited.unwrap_or(Ok(())).map_err(|e| error::from_io(ruby, e, "io_uring_enter"))
     }
 }
 
