@@ -5,6 +5,7 @@
 
 $LOAD_PATH.unshift(File.expand_path("../lib", __dir__))
 
+Warning[:experimental] = false
 require "io/event"
 require "minitest/autorun"
 require "timeout"

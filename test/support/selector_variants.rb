@@ -3,7 +3,7 @@
 # The selector configurations a contract test runs against: each defines one
 # Minitest class per variant, so a missing class shows up as a visible skip.
 #
-#   SelectorVariants.define(self, "IOContract", IOContract)
+#   SelectorVariants.define(Object, "IOContract", IOContract)
 #
 # defines IOContractURingTest, IOContractURingLegacyTest, IOContractEPollTest and
 # IOContractSelectTest, each including the module. Inside a test:
@@ -125,17 +125,15 @@ module SelectorDriver
     drive(timeout: timeout) { fibers.none?(&:alive?) }
   end
 
-  # A few non-blocking rounds, for "nothing else happens" assertions.
-  def settle(rounds = 3, duration = 0.01)
-    rounds.times { @selector.select(duration) }
-    raise_fiber_errors
-  end
-end
-
-module SelectorDriver
   # `normal` repetitions, or `stressed` when GC.stress is on (GC_STRESS=1
   # makes every allocation collect; large loops would only hit the watchdog).
   def scaled(normal, stressed)
     GC.stress ? stressed : normal
+  end
+
+  # A few short rounds of select, for "nothing else happens" assertions.
+  def settle(rounds = 3, duration = 0.01)
+    rounds.times { @selector.select(duration) }
+    raise_fiber_errors
   end
 end

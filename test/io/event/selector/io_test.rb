@@ -295,6 +295,7 @@ module IOContract
 
     assert_equal EINVAL, run_op { selector.io_read(Fiber.current, input, buffer, 1, 9) }
     assert_equal 0, run_op { selector.io_read(Fiber.current, input, buffer, 0, 8) }
+    assert_equal 0, run_op { selector.io_read(Fiber.current, input, buffer, 1, 8) }, "no room left: 0 whatever the length"
     assert zeroed?(buffer)
     assert_equal "data", input.read_nonblock(64), "neither call consumed input"
   ensure
@@ -308,6 +309,7 @@ module IOContract
 
     assert_equal EINVAL, run_op { selector.io_write(Fiber.current, output, buffer, 1, 9) }
     assert_equal 0, run_op { selector.io_write(Fiber.current, output, buffer, 0, 8) }
+    assert_equal 0, run_op { selector.io_write(Fiber.current, output, buffer, 1, 8) }, "nothing left: 0 whatever the length"
     assert_raises(IO::WaitReadable, "nothing was written") { input.read_nonblock(1) }
   ensure
     input&.close
