@@ -50,3 +50,52 @@ class URingLegacySelectorTest < Minitest::Test
     end
   end
 end
+
+# The two ring set-ups really differ: otherwise the legacy suite above would
+# silently test the modern path twice.
+class URingSetupTest < Minitest::Test
+  include URingAvailability
+
+  def test_modern_setup_uses_the_newest_flags_this_kernel_takes
+    selector = selector_class.new(Fiber.current)
+    features = selector.features
+    assert_includes %w[Deferred Cooperative SubmitAll Plain], features[:setup]
+    # This project's CI kernels are 6.1 or later.
+    assert_equal "Deferred", features[:setup]
+    assert_equal true, features[:ext_arg]
+  ensure
+    selector&.close
+  end
+
+  def test_legacy_setup_uses_no_flags_no_ext_arg_and_no_waitid
+    ENV["IO_EVENT_URING_LEGACY"] = "1"
+    selector = selector_class.new(Fiber.current)
+    assert_equal({setup: "Plain", ext_arg: false, waitid: false}, selector.features)
+  ensure
+    ENV.delete("IO_EVENT_URING_LEGACY")
+    selector&.close
+  end
+
+  def test_features_of_a_closed_selector_raise_io_error
+    selector = selector_class.new(Fiber.current)
+    selector.close
+    assert_raises(IOError) { selector.features }
+  end
+
+  def test_select_zero_with_nothing_pending_enters_no_system_call
+    skip "strace is not installed" unless system("which strace > /dev/null 2>&1")
+    script = <<~RUBY
+      require "io/event"
+      selector = IO::Event::Selector::URing.new(Fiber.current)
+      selector.select(0)
+      $stdout.puts "begin"; $stdout.flush
+      10_000.times { selector.select(0) }
+      $stdout.puts "end"; $stdout.flush
+    RUBY
+    lib = File.expand_path("../../../../lib", __dir__)
+    output = IO.popen(["strace", "-f", "-e", "trace=io_uring_enter,write", "-o", "/dev/stdout", RbConfig.ruby, "-I", lib, "-e", script], err: File::NULL, &:read)
+    between = output[/write\(1, "begin.*?write\(1, "end/m]
+    refute_nil between, "strace output did not contain the markers:\n#{output[-2000..]}"
+    assert_equal 0, between.scan("io_uring_enter").size, "select(0) entered the kernel"
+  end
+end
