@@ -61,6 +61,46 @@ module CancellationContract
     output&.close
   end
 
+  # close with reads and waits in flight: nothing is written into the buffers
+  # afterwards, no descriptor is left behind, and the parked fibers stay parked.
+  def test_close_with_operations_in_flight
+    require_selector_method(:io_read)
+    fds_before = Dir.children("/proc/self/fd").sort
+    pipes = Array.new(4) { IO.pipe }
+    buffers = Array.new(4) { IO::Buffer.new(16) }
+    resumed = []
+    fibers = pipes.each_with_index.map do |(input, _), index|
+      start do
+        if index.even?
+          selector.io_read(Fiber.current, input, buffers[index], 1)
+        else
+          selector.io_wait(Fiber.current, input, IO::READABLE)
+        end
+        resumed << index
+      end
+    end
+    settle(2)
+    assert fibers.all?(&:alive?), "every operation parks"
+
+    selector.close
+    assert selector.closed?
+    pipes.each { |_, output| output.write("after close") }
+    sleep 0.05
+
+    assert_empty resumed, "a fiber parked on a closed selector was resumed"
+    buffers.each_with_index do |buffer, index|
+      assert zeroed?(buffer), "buffer #{index} was written after close: #{buffer.get_string.inspect}"
+    end
+    pipes.each do |input, _|
+      assert_equal "after close", input.read_nonblock(64), "the data is still in the pipe"
+    end
+    pipes.each { |pair| pair.each(&:close) }
+    # The selector's own descriptors are gone too, so compare what is new.
+    assert_empty Dir.children("/proc/self/fd") - fds_before, "close left a descriptor behind"
+  ensure
+    pipes&.each { |pair| pair.each { |io| io.close unless io.closed? } }
+  end
+
   def test_a_read_after_an_interrupted_read_gets_the_data
     require_selector_method(:io_read)
     input, output = IO.pipe
