@@ -142,6 +142,13 @@ impl<T> Slots<T> {
         }
     }
 
+    /// Free the slot of an op that never reached the submission queue.
+    pub fn discard(&mut self, handle: OpHandle) {
+        if self.state(handle) == Lifecycle::Pending {
+            self.release(handle);
+        }
+    }
+
     /// The waiter left while its op is still in flight: keep the payload until
     /// the completion arrives. `strip` may drop references that need not live on.
     pub fn orphan(&mut self, handle: OpHandle, strip: impl FnOnce(&mut T)) {

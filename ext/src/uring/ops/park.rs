@@ -49,19 +49,12 @@ impl URing {
         let handle = self.slots.borrow_mut().insert(refs);
         let entry = build(handle.user_data());
         // SAFETY: forwarded from the caller's contract.
-        let queued =
-            unsafe { self.push_sqe(ruby, &entry) }.and_then(
-                |()| {
-                    if submit_now {
-                        self.submit_now(ruby)
-                    } else {
-                        Ok(())
-                    }
-                },
-            );
-        if let Err(error) = queued {
-            self.abandon(ruby, handle, OnInterrupt::Drain);
-            return Err(error);
+        unsafe { self.queue(ruby, handle, &entry) }?;
+        if submit_now {
+            if let Err(error) = self.submit_now(ruby) {
+                self.abandon(ruby, handle, OnInterrupt::Drain);
+                return Err(error);
+            }
         }
 
         let switched = fiber::transfer(self.core.loop_fiber(ruby), &[]);
@@ -94,10 +87,25 @@ impl URing {
         let handle = self.slots.borrow_mut().insert(SlotRefs::default());
         let entry = build(handle.user_data());
         // SAFETY: forwarded from the caller's contract.
-        let queued = unsafe { self.push_sqe(ruby, &entry) }.and_then(|()| self.submit_now(ruby));
+        unsafe { self.queue(ruby, handle, &entry) }?;
+        let submitted = self.submit_now(ruby);
         let result = self.drain(ruby, handle);
-        queued?;
+        submitted?;
         result.ok_or_else(|| crate::ruby::error::io_error(ruby, "selector closed while an operation was in flight"))
+    }
+
+    /// Push `entry` for the op in `handle`'s slot; if it cannot even be
+    /// queued, the kernel never saw it and the slot is simply freed.
+    ///
+    /// # Safety
+    /// As `park`.
+    unsafe fn queue(&self, ruby: &Ruby, handle: OpHandle, entry: &squeue::Entry) -> Result<(), Error> {
+        // SAFETY: forwarded from the caller's contract.
+        let pushed = unsafe { self.push_sqe(ruby, entry) };
+        if pushed.is_err() {
+            self.slots.borrow_mut().discard(handle);
+        }
+        pushed
     }
 
     /// Cancel an op whose waiter is leaving without its completion. With
