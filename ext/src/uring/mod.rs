@@ -85,34 +85,46 @@ impl URing {
     }
 
     fn is_closed(&self) -> bool {
-        self.core.is_forked() || self.ring.borrow().is_none()
+        // Borrowed: blocked in `select` on the owner thread, so open.
+        self.core.is_forked() || self.ring.try_borrow().is_ok_and(|ring| ring.is_none())
     }
 
-    fn close(&self) {
-        if self.core.is_forked() {
+    fn close(ruby: &Ruby, rb_self: &Self) -> Result<(), Error> {
+        let Ok(mut ring) = rb_self.ring.try_borrow_mut() else {
+            return Err(in_use(ruby));
+        };
+        let ring = ring.take();
+        if rb_self.core.is_forked() {
             // The ring belongs to the parent: never submit to it or reap from it.
             // Dropping only closes our copy of its descriptor (its mappings were
             // not inherited: the ring is set up with DONTFORK).
-            drop(self.ring.borrow_mut().take());
-            return;
+            drop(ring);
+        } else if let Some(ring) = ring {
+            select::shutdown(ring, &mut rb_self.slots.borrow_mut(), false);
         }
-        let ring = self.ring.borrow_mut().take();
-        if let Some(ring) = ring {
-            select::shutdown(ring, &mut self.slots.borrow_mut(), false);
-        }
+        Ok(())
     }
 
     /// "Deferred", "Cooperative", "SubmitAll" or "Plain": the setup flags in use,
     /// and whether the wait uses EXT_ARG. For tests and diagnostics.
     fn features(ruby: &Ruby, rb_self: &Self) -> Result<Value, Error> {
-        let ring = rb_self.ring.borrow();
-        let ring = ring.as_ref().ok_or_else(|| error::io_error(ruby, "selector is closed"))?;
+        let features = {
+            let ring = rb_self.ring.try_borrow().map_err(|_| in_use(ruby))?;
+            let ring = ring.as_ref().ok_or_else(|| error::io_error(ruby, "selector is closed"))?;
+            (ring.setup(), ring.has_ext_arg(), ring.has_waitid())
+        };
+        let (setup, ext_arg, waitid) = features;
         let hash = ruby.hash_new();
-        hash.aset(ruby.to_symbol("setup"), format!("{:?}", ring.setup()))?;
-        hash.aset(ruby.to_symbol("ext_arg"), ring.has_ext_arg())?;
-        hash.aset(ruby.to_symbol("waitid"), ring.has_waitid())?;
+        hash.aset(ruby.to_symbol("setup"), format!("{setup:?}"))?;
+        hash.aset(ruby.to_symbol("ext_arg"), ext_arg)?;
+        hash.aset(ruby.to_symbol("waitid"), waitid)?;
         Ok(hash.as_value())
     }
+}
+
+/// The ring is borrowed by a `select` blocked on the owner thread.
+fn in_use(ruby: &Ruby) -> Error {
+    Error::new(ruby.exception_runtime_error(), "selector is in use by a select on another thread")
 }
 
 /// Whether a ring can really be made here (stepping down through the flags).

@@ -18,7 +18,9 @@ impl URing {
         if self.core.is_forked() {
             return Err(error::io_error(ruby, "selector is closed (forked child)"));
         }
-        let mut ring = self.ring.borrow_mut();
+        let Ok(mut ring) = self.ring.try_borrow_mut() else {
+            return Err(super::in_use(ruby));
+        };
         match ring.as_mut() {
             Some(ring) => Ok(f(ring)),
             None => Err(error::io_error(ruby, "selector is closed")),

@@ -76,6 +76,34 @@ class URingSetupTest < Minitest::Test
     selector&.close
   end
 
+  def test_another_thread_cannot_close_the_ring_under_a_blocked_select
+    selector = selector_class.new(Fiber.current)
+    outcome = Queue.new
+    other = Thread.new do
+      sleep 0.1 # let the main thread block in select(nil)
+      closed = selector.closed?
+      begin
+        selector.close
+        outcome << [closed, :closed]
+      rescue RuntimeError => error
+        outcome << [closed, error.message]
+      ensure
+        selector.wakeup
+      end
+    end
+    selector.select(nil)
+    other.join(5)
+    closed, result = outcome.pop
+    assert_equal false, closed, "a selector blocked in select is open"
+    assert_match(/in use/, result)
+    refute selector.closed?
+    assert_equal 0, selector.select(0), "the selector still works"
+  ensure
+    other&.kill
+    selector&.close
+    assert selector.closed? if selector
+  end
+
   def test_features_of_a_closed_selector_raise_io_error
     selector = selector_class.new(Fiber.current)
     selector.close
