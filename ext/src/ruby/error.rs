@@ -1,6 +1,6 @@
 //! The one place Ruby exceptions are built.
 
-use magnus::{rb_sys::FromRawValue, Error, Exception, Ruby, Value};
+use magnus::{prelude::*, rb_sys::FromRawValue, Error, Exception, Ruby, Value};
 
 /// `Errno::*` for `errno`, with `context` as the message.
 pub fn syserr(ruby: &Ruby, errno: i32, context: &str) -> Error {
@@ -37,4 +37,10 @@ pub fn argument_error(ruby: &Ruby, message: impl Into<String>) -> Error {
 
 pub fn io_error(ruby: &Ruby, message: impl Into<String>) -> Error {
     Error::new(ruby.exception_io_error(), message.into())
+}
+
+/// The class name of `value`, for error messages.
+pub fn class_name(value: Value) -> String {
+    // SAFETY: reads the class name of a live object while holding the GVL.
+    unsafe { value.classname() }.into_owned()
 }

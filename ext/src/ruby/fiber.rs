@@ -36,12 +36,7 @@ pub fn check(ruby: &Ruby, fiber: Value) -> Result<Value, Error> {
     } else {
         Err(super::error::type_error(
             ruby,
-            format!("expected a Fiber (or an object responding to transfer), got {}", unsafe_class_name(fiber)),
+            format!("expected a Fiber (or an object responding to transfer), got {}", super::error::class_name(fiber)),
         ))
     }
-}
-
-fn unsafe_class_name(value: Value) -> String {
-    // SAFETY: classname only reads the class of a live object; we hold the GVL.
-    unsafe { value.classname() }.into_owned()
 }

@@ -25,7 +25,10 @@ pub fn descriptor(ruby: &Ruby, io: Value) -> Result<RawFd, Error> {
             return open_descriptor(inner);
         }
     }
-    Err(type_error(ruby, format!("expected an IO or an Integer descriptor, got {}", crate::selector::class_name(io))))
+    Err(type_error(
+        ruby,
+        format!("expected an IO or an Integer descriptor, got {}", crate::ruby::error::class_name(io)),
+    ))
 }
 
 fn open_descriptor(io: Value) -> Result<RawFd, Error> {

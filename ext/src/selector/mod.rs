@@ -13,7 +13,7 @@ use std::time::Duration;
 use magnus::{prelude::*, typed_data::DataTypeFunctions, Error, Float, Integer, Ruby, TypedData, Value};
 
 pub use self::core::Core;
-use crate::ruby::error::type_error;
+use crate::ruby::error::{class_name, type_error};
 
 /// A native selector: a Ruby object that embeds a `Core`.
 pub trait Backend: TypedData + DataTypeFunctions {
@@ -110,10 +110,4 @@ pub fn duration(ruby: &Ruby, value: Value) -> Result<Option<Duration>, Error> {
         return Ok(Some(timeout::from_seconds(seconds)));
     }
     Err(type_error(ruby, format!("select duration must be nil or Numeric, not {}", class_name(value))))
-}
-
-/// The class name of `value`, for error messages.
-pub fn class_name(value: Value) -> String {
-    // SAFETY: reads the class name of a live object while holding the GVL.
-    unsafe { value.classname() }.into_owned()
 }
