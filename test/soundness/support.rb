@@ -241,8 +241,9 @@ module Soundness
       when :fail
         raise Minitest::Assertion, "#{label}: #{final[1]}\n    #{Array(final[2]).join("\n    ")}\n#{context}"
       else
-        raise Minitest::UnexpectedError.new(RuntimeError.new("#{label} raised #{final[1]}")), # rubocop:disable Style/RaiseArgs
-              "#{label} raised #{final[1]}\n    #{Array(final[2]).join("\n    ")}\n#{context}"
+        error = RuntimeError.new("#{label} raised #{final[1]}\n#{context}")
+        error.set_backtrace(Array(final[2]))
+        raise error
       end
     end
 
