@@ -2,6 +2,9 @@
 
 require_relative "../support"
 require_relative "../interrupt"
+require_relative "select/waiters"
+require_relative "select/transfer"
+require_relative "select/wait"
 
 class IO
   module Event
@@ -16,101 +19,14 @@ class IO
       # ends it (see #select_on_main_thread); otherwise it calls IO.select
       # directly. Children in #process_wait are polled (see there).
       class Select
-        EAGAIN = -Errno::EAGAIN::Errno
-        EWOULDBLOCK = -Errno::EWOULDBLOCK::Errno
-        EINVAL = -Errno::EINVAL::Errno
-        EBADF = -Errno::EBADF::Errno
-        private_constant :EAGAIN, :EWOULDBLOCK, :EINVAL, :EBADF
-
-        # A ready-queue entry for the fiber that called #resume, #yield or
-        # #raise. It is emptied when that fiber regains control, so a stale
-        # entry never resumes it a second time.
-        class Ready
-          def initialize(fiber)
-            @fiber = fiber
-          end
-
-          def alive?
-            fiber = @fiber
-            fiber ? fiber.alive? : false
-          end
-
-          def transfer(*arguments)
-            @fiber&.transfer(*arguments)
-          end
-
-          def cancel
-            @fiber = nil
-          end
-        end
-        private_constant :Ready
-
-        # One fiber parked in #io_wait or #process_wait. The selector sets
-        # #result (or #error) before resuming the fiber; the fiber cancels the
-        # waiter on every exit path, so a late event cannot reach it.
-        class Waiter
-          def initialize(fiber, events = 0)
-            @fiber = fiber
-            @events = events
-            @result = nil
-            @error = nil
-          end
-
-          attr_reader :fiber, :events
-          attr_accessor :result, :error
-
-          def waiting?
-            !@fiber.nil?
-          end
-
-          def cancel
-            @fiber = nil
-          end
-
-          # Switches to the fiber (once) with #result/#error as set by the
-          # caller. Returns false if the waiter was cancelled or its fiber is dead.
-          def wake
-            fiber = @fiber
-            return false unless fiber
-
-            @fiber = nil
-            return false unless fiber.alive?
-
-            fiber.transfer(@result)
-            true
-          end
-        end
-        private_constant :Waiter
-
-        # A fiber parked in #process_wait: the child it waits for.
-        class ProcessWaiter < Waiter
-          def initialize(fiber, pid, flags)
-            super(fiber)
-            @pid = pid
-            @flags = flags | ::Process::WNOHANG
-          end
-
-          # Reaps the child if it changed state (WNOHANG), keeping the status
-          # in #result. Returns whether it did.
-          def poll
-            @result = ::Process::Status.wait(@pid, @flags)
-            !@result.nil?
-          end
-        end
-        private_constant :ProcessWaiter
+        include Transfer
+        include Wait
 
         # Bounds on how long a blocking #select waits before polling children
         # again while some fiber is in #process_wait.
         PROCESS_POLL_MINIMUM = 0.001
         PROCESS_POLL_MAXIMUM = 0.05
         private_constant :PROCESS_POLL_MINIMUM, :PROCESS_POLL_MAXIMUM
-
-        # Waits this short (seconds) skip the helper thread that lets a signal
-        # end a wait on the main thread. The trap handler still runs at once
-        # (inside IO.select); only the return from #select can be this late,
-        # which is not worth a thread per wait.
-        SHORT_WAIT = 0.1
-        private_constant :SHORT_WAIT
 
         def initialize(loop)
           @loop = loop
@@ -235,41 +151,6 @@ class IO
           waiter.result || false
         ensure
           forget(io, waiter) if waiter
-        end
-
-        # Reads into +buffer+ at +offset+ until at least +length+ bytes arrived
-        # (+length+ 0: one read of whatever is there), EOF, or an error.
-        # Returns the byte count, or a negative errno if nothing was read.
-        def io_read(fiber, io, buffer, length, offset = 0)
-          transfer_loop(fiber, io, buffer, length, offset, IO::READABLE) do |at, maximum|
-            read_once(io, buffer, at, maximum)
-          end
-        end
-
-        # The mirror of #io_read.
-        def io_write(fiber, io, buffer, length, offset = 0)
-          transfer_loop(fiber, io, buffer, length, offset, IO::WRITABLE) do |at, maximum|
-            write_once(io, buffer, at, maximum)
-          end
-        end
-
-        if Support.buffer_pread?
-          # #io_read at file position +from+ (pread), leaving the IO's own
-          # position alone.
-          def io_pread(fiber, io, buffer, from, length, offset)
-            integer!(from, "from")
-            transfer_loop(fiber, io, buffer, length, offset, IO::READABLE) do |at, maximum, done|
-              pread_once(io, buffer, from + done, at, maximum)
-            end
-          end
-
-          # #io_write at file position +from+ (pwrite).
-          def io_pwrite(fiber, io, buffer, from, length, offset)
-            integer!(from, "from")
-            transfer_loop(fiber, io, buffer, length, offset, IO::WRITABLE) do |at, maximum, done|
-              pwrite_once(io, buffer, from + done, at, maximum)
-            end
-          end
         end
 
         # Closes the raw descriptor +fd+. Returns true.
@@ -467,77 +348,6 @@ class IO
           end
         end
 
-        def wait_for_events(readable, writable, priority, timeout)
-          if timeout&.zero?
-            @idle_duration = 0.0
-            return io_select(readable, writable, priority, 0)
-          end
-
-          @blocked = true
-          # Anything queued (by another thread) before @blocked was set is seen
-          # here; anything after it comes with a #wakeup that fills the pipe.
-          timeout = 0 unless @ready.empty?
-          started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
-          begin
-            if (timeout.nil? || timeout > SHORT_WAIT) && Thread.current.equal?(Thread.main)
-              select_on_main_thread(readable, writable, priority, timeout)
-            else
-              io_select(readable, writable, priority, timeout)
-            end
-          ensure
-            @blocked = false
-            @idle_duration = timeout&.zero? ? 0.0 : Process.clock_gettime(Process::CLOCK_MONOTONIC) - started
-          end
-        end
-
-        # IO.select, except that an IO closed by another thread meanwhile
-        # (which raises IOError in the selecting thread) counts as no event:
-        # the next #select hands its waiters an IOError.
-        def io_select(readable, writable, priority, timeout)
-          ::IO.select(readable, writable, priority, timeout)
-        rescue IOError
-          closed = [readable, writable, priority].any? do |set|
-            set.any? { |io| io.to_io.closed? }
-          end
-          Kernel.raise unless closed
-
-          nil
-        end
-
-        # Trap handlers run on the main thread, and IO.select resumes waiting
-        # after one has run, so a signal would not end the wait. A condition
-        # variable wait does return after a trap handler, so the main thread
-        # waits on one while a helper thread does the IO.select; if the main
-        # thread wakes first (signal, timeout, Thread#raise), the self-pipe ends
-        # the helper's IO.select and its result is used as usual.
-        def select_on_main_thread(readable, writable, priority, timeout)
-          mutex = Thread::Mutex.new
-          condition = Thread::ConditionVariable.new
-          done = false
-
-          helper = Thread.new do
-            Thread.current.report_on_exception = false
-            io_select(readable, writable, priority, timeout)
-          ensure
-            mutex.synchronize do
-              done = true
-              condition.signal
-            end
-          end
-
-          finished = mutex.synchronize do
-            condition.wait(mutex, timeout) unless done
-            done
-          end
-          @interrupt.signal unless finished
-          helper.value
-        ensure
-          if helper&.alive?
-            @interrupt.signal
-            helper.join rescue nil # rubocop:disable Style/RescueModifier
-          end
-        end
-
         # Resumes, in arrival order, each waiter whose IO reported an event it
         # asked for. Returns the number of IOs that had a waiter to resume.
         def dispatch(ready)
@@ -577,165 +387,6 @@ class IO
           index = waiters.index { |queued| queued.equal?(waiter) }
           waiters.delete_at(index) if index
           @waiting.delete(io) if waiters.empty?
-        end
-
-        # The shared read/write loop: at least +length+ bytes (or one attempt
-        # when +length+ is 0), waiting for readiness on EAGAIN.
-        def transfer_loop(fiber, io, buffer, length, offset, event)
-          check_open!
-          integer!(length, "length")
-          integer!(offset, "offset")
-          Kernel.raise ArgumentError, "negative length #{length}" if length.negative?
-          Kernel.raise ArgumentError, "negative offset #{offset}" if offset.negative?
-
-          size = buffer.size
-          return EINVAL if offset > size
-
-          total = 0
-          Selector.nonblock(io) do
-            while offset < size
-              result = Support.blocking { yield(offset, size - offset, total) }
-
-              if result.negative?
-                if again?(result) && length.positive? && total < length
-                  io_wait(fiber, io, event)
-                  next
-                end
-                total = result if total.zero?
-                break
-              end
-
-              break if result.zero? # EOF (or a zero-length write)
-
-              total += result
-              offset += result
-              break if total >= length
-            end
-          end
-          total
-        end
-
-        def again?(result)
-          result == EAGAIN || result == EWOULDBLOCK
-        end
-
-        case Support.buffer_io
-        when :v1
-          # Ruby 3.1: no offset argument, and read/pread fill the whole buffer
-          # whatever length says. Slices would give the offset, but 3.1 frees
-          # a slice of IO::Buffer.for(string) by unlocking that string a second
-          # time, which crashes the GC; so at offset 0 (the usual case) the
-          # buffer is used directly, and elsewhere a scratch buffer is copied.
-          def read_once(io, buffer, offset, maximum)
-            return buffer.read(io, maximum) if offset.zero?
-
-            scratch = IO::Buffer.new(maximum)
-            result = scratch.read(io, maximum)
-            buffer.copy(scratch, offset, result) if result.positive?
-            result
-          ensure
-            scratch&.free
-          end
-
-          def write_once(io, buffer, offset, maximum)
-            return buffer.write(io, maximum) if offset.zero?
-
-            scratch = IO::Buffer.new(maximum)
-            scratch.copy(buffer, 0, maximum, offset)
-            scratch.write(io, maximum)
-          ensure
-            scratch&.free
-          end
-
-          def pread_once(io, buffer, from, offset, maximum)
-            return buffer.pread(io, maximum, from) if offset.zero?
-
-            scratch = IO::Buffer.new(maximum)
-            result = scratch.pread(io, maximum, from)
-            buffer.copy(scratch, offset, result) if result.positive?
-            result
-          ensure
-            scratch&.free
-          end
-
-          def pwrite_once(io, buffer, from, offset, maximum)
-            return buffer.pwrite(io, maximum, from) if offset.zero?
-
-            scratch = IO::Buffer.new(maximum)
-            scratch.copy(buffer, 0, maximum, offset)
-            scratch.pwrite(io, maximum, from)
-          ensure
-            scratch&.free
-          end
-        when :v3
-          # Ruby 3.3+: length 0 means exactly one system call of up to
-          # buffer.size - offset bytes.
-          def read_once(io, buffer, offset, _maximum)
-            buffer.read(io, 0, offset)
-          end
-
-          def write_once(io, buffer, offset, _maximum)
-            buffer.write(io, 0, offset)
-          end
-
-          def pread_once(io, buffer, from, offset, _maximum)
-            buffer.pread(io, from, 0, offset)
-          end
-
-          def pwrite_once(io, buffer, from, offset, _maximum)
-            buffer.pwrite(io, from, 0, offset)
-          end
-        else
-          # Through strings, on a second IO object for the same descriptor: it
-          # has no read or write buffer of its own, so nothing is taken from or
-          # flushed into the caller's IO (whose buffer may be what is being
-          # transferred). Errors come back as negative errnos, like IO::Buffer;
-          # the wrong direction (the IO's mode) is EBADF, as read(2) says.
-          def read_once(io, buffer, offset, maximum)
-            chunk = raw_io(io).read_nonblock(maximum, exception: false)
-            return EAGAIN if chunk == :wait_readable
-            return 0 if chunk.nil?
-
-            buffer.set_string(chunk, offset)
-            chunk.bytesize
-          rescue SystemCallError => error
-            -error.errno
-          rescue IOError
-            EBADF
-          end
-
-          def write_once(io, buffer, offset, maximum)
-            result = raw_io(io).write_nonblock(buffer.get_string(offset, maximum), exception: false)
-            result == :wait_writable ? EAGAIN : result
-          rescue SystemCallError => error
-            -error.errno
-          rescue IOError
-            EBADF
-          end
-
-          def pread_once(io, buffer, from, offset, maximum)
-            chunk = raw_io(io).pread(maximum, from)
-            buffer.set_string(chunk, offset)
-            chunk.bytesize
-          rescue EOFError
-            0
-          rescue SystemCallError => error
-            -error.errno
-          rescue IOError
-            EBADF
-          end
-
-          def pwrite_once(io, buffer, from, offset, maximum)
-            raw_io(io).pwrite(buffer.get_string(offset, maximum), from)
-          rescue SystemCallError => error
-            -error.errno
-          rescue IOError
-            EBADF
-          end
-
-          def raw_io(io)
-            ::IO.for_fd(io.to_io.fileno, autoclose: false).tap(&:binmode)
-          end
         end
       end
     end
