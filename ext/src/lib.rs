@@ -14,6 +14,7 @@ fn init(ruby: &Ruby) -> Result<(), Error> {
     selector::core::track_forks();
     let io_event = ruby.class_io().define_module("Event")?;
     let selector = io_event.define_module("Selector")?;
+    ruby::pins::init(ruby, selector)?;
     uring::init(ruby, selector)?;
     epoll::init(ruby, selector)?;
     Ok(())

@@ -113,22 +113,24 @@ impl EPoll {
         self.core.is_forked() || self.epoll.borrow().is_none()
     }
 
-    /// Close the epoll set (idempotent). Parked fibers stay parked (and
-    /// marked) until something resumes them; in a forked child this closes
-    /// only the child's copy of the descriptor.
+    /// Close the epoll set and the wake-up eventfd (idempotent). Parked
+    /// fibers stay parked (and marked) until something resumes them; in a
+    /// forked child this closes only the child's copies of the descriptors.
+    /// Refused while a `select` is blocked (from another thread): it would
+    /// sleep on in a set whose number could be reused meanwhile.
     fn close(ruby: &Ruby, rb_self: &Self) -> Result<(), Error> {
-        let Ok(mut epoll) = rb_self.epoll.try_borrow_mut() else {
+        if rb_self.core.is_blocked() {
             return Err(Error::new(
                 ruby.exception_runtime_error(),
-                "cannot close a selector while it is blocked in select",
+                "cannot close a selector while it is blocked in select on another thread",
             ));
-        };
-        let closed = epoll.take();
-        drop(epoll);
+        }
+        let closed = rb_self.epoll.borrow_mut().take();
         if closed.is_some() {
             rb_self.registry.borrow_mut().detach();
         }
         drop(closed);
+        rb_self.core.interrupt().close();
         Ok(())
     }
 }

@@ -16,7 +16,7 @@ use magnus::{prelude::*, rb_sys::AsRawValue, Error, Integer, IntoValue, RModule,
 
 use super::registry::Outcome;
 use super::{EPoll, WaiterRefs};
-use crate::ruby::buffer::Access;
+use crate::ruby::buffer::BufferAccess;
 use crate::ruby::{error, fiber, io};
 use crate::selector::events;
 use crate::selector::transfer_loop::{self, Call, Transfer};
@@ -125,7 +125,7 @@ impl transfer_loop::Backend for EPollIo<'_> {
 
 /// One non-blocking read(2)/write(2)/pread(2)/pwrite(2): bytes moved or
 /// `-errno`. The kernel is done with the buffer when it returns.
-fn attempt(fd: RawFd, access: Access, base: *mut u8, len: usize, at: Option<u64>) -> isize {
+fn attempt(fd: RawFd, access: BufferAccess, base: *mut u8, len: usize, at: Option<u64>) -> isize {
     let len = len.min(isize::MAX as usize);
     let at = match at.map(libc::off_t::try_from) {
         None => None,
@@ -137,10 +137,10 @@ fn attempt(fd: RawFd, access: Access, base: *mut u8, len: usize, at: Option<u64>
         // transfer loop holds for the duration of this call.
         let result = unsafe {
             match (access, at) {
-                (Access::Write, None) => libc::read(fd, base.cast(), len),
-                (Access::Write, Some(at)) => libc::pread(fd, base.cast(), len, at),
-                (Access::Read, None) => libc::write(fd, base.cast(), len),
-                (Access::Read, Some(at)) => libc::pwrite(fd, base.cast(), len, at),
+                (BufferAccess::Fill, None) => libc::read(fd, base.cast(), len),
+                (BufferAccess::Fill, Some(at)) => libc::pread(fd, base.cast(), len, at),
+                (BufferAccess::Drain, None) => libc::write(fd, base.cast(), len),
+                (BufferAccess::Drain, Some(at)) => libc::pwrite(fd, base.cast(), len, at),
             }
         };
         if result >= 0 {
@@ -171,11 +171,12 @@ fn set_nonblock(fd: RawFd) -> Option<libc::c_int> {
 impl transfer_loop::Io for EPoll {
     fn transfer(&self, ruby: &Ruby, call: Call) -> Result<i64, Error> {
         self.open_kernel(ruby)?;
-        let (fd, io) = (call.op.fd, call.op.io);
-        let restore = set_nonblock(fd);
-        let result =
-            transfer_loop::run(&EPollIo { ruby, selector: self }, call.op, call.length, call.offset, call.position);
-        if let Some(flags) = restore {
+        let io = call.io;
+        // A closed IO is reported by `run`, unless there is nothing to move.
+        let fd = io::descriptor(ruby, io).ok();
+        let restore = fd.and_then(set_nonblock);
+        let result = transfer_loop::run(ruby, &EPollIo { ruby, selector: self }, call);
+        if let (Some(flags), Some(fd)) = (restore, fd) {
             // Only if `io` still names the same descriptor: a fiber may have
             // closed it meanwhile, and the number may be someone else's now.
             if io::descriptor(ruby, io).ok() == Some(fd) {

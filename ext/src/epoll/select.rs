@@ -25,19 +25,21 @@ impl EPoll {
         if self.core.is_forked() {
             return Err(error::io_error(ruby, "selector is closed (forked child)"));
         }
-        // Not borrowed across the wait: a trap handler served while blocking
-        // may close the selector.
-        let epoll = self.epoll.borrow().as_ref().map(AsRawFd::as_raw_fd);
-        let Some(epoll) = epoll else {
+        let epoll_fd = || self.epoll.borrow().as_ref().map(AsRawFd::as_raw_fd);
+        let Some(epoll) = epoll_fd() else {
             return Err(error::io_error(ruby, "selector is closed"));
         };
         let result = if timeout_ms == 0 {
             poller::wait(epoll, events, 0)
         } else {
-            let core = &self.core;
-            let wake_fd = core.interrupt().fd();
-            let waited =
-                core.blocking(|| nogvl::without_gvl(wake_fd, || poller::wait(epoll, &mut *events, timeout_ms)))?;
+            let wake_fd = self.core.interrupt().fd();
+            // Looked up again before every wait: a trap handler served
+            // between two waits may have closed the set (and its number may
+            // name another file by now).
+            let waited = self.core.blocking(ruby, || match epoll_fd() {
+                Some(epoll) => nogvl::without_gvl(wake_fd, || poller::wait(epoll, &mut *events, timeout_ms)),
+                None => Some(Ok(0)),
+            })?;
             waited.unwrap_or(Ok(0))
         };
         result.map_err(|e| error::from_io(ruby, e, "epoll_wait"))

@@ -6,3 +6,5 @@ pub mod error;
 pub mod fiber;
 pub mod io;
 pub mod nogvl;
+pub mod pins;
+pub mod thread;

@@ -30,11 +30,17 @@ where
 fn call_nogvl<F: FnOnce() -> R, R>(call: &mut Call<F, R>, wake_fd: RawFd) {
     let data = (call as *mut Call<F, R>).cast::<c_void>();
     let wake = wake_fd as isize as *mut c_void;
+    // INTR_FAIL: Ruby runs no interrupt (trap handler, Thread#raise) inside
+    // this call; it returns without blocking if one is pending. UBF_ASYNC_SAFE:
+    // `unblock` is one write(2), so Ruby calls it directly instead of starting
+    // a helper thread that hands the GVL around (and runs trap handlers while
+    // joining it, inside our frames).
+    let flags = (rb_sys::RB_NOGVL_INTR_FAIL | rb_sys::RB_NOGVL_UBF_ASYNC_SAFE) as i32;
     // SAFETY: `data` points at `call`, alive for the whole call; the trampoline
     // matches `F`/`R`; the unblock function only writes to an eventfd that the
-    // selector keeps open while it is blocked.
+    // selector keeps open while it is blocked (close is refused meanwhile).
     unsafe {
-        rb_sys::rb_nogvl(Some(trampoline::<F, R>), data, Some(unblock), wake, rb_sys::RB_NOGVL_INTR_FAIL as i32);
+        rb_sys::rb_nogvl(Some(trampoline::<F, R>), data, Some(unblock), wake, flags);
     }
 }
 

@@ -11,7 +11,7 @@ use magnus::{gc::Marker, prelude::*, rb_sys::AsRawValue, value::Opaque, Error, R
 
 use super::interrupt::Interrupt;
 use super::ready_queue::ReadyQueue;
-use crate::ruby::{error, fiber};
+use crate::ruby::{error, fiber, thread};
 
 static FORKS: AtomicU64 = AtomicU64::new(0);
 
@@ -19,14 +19,9 @@ extern "C" fn after_fork_in_child() {
     FORKS.fetch_add(1, Ordering::Relaxed);
 }
 
-/// Run Ruby's pending interrupts now (they may raise or throw).
-fn check_interrupts() -> Result<(), Error> {
-    magnus::rb_sys::protect(|| {
-        // SAFETY: called with the GVL held; raises are caught by protect.
-        unsafe { rb_sys::rb_thread_check_ints() };
-        rb_sys::Qnil as rb_sys::VALUE
-    })
-    .map(drop)
+fn current_tid() -> libc::pid_t {
+    // SAFETY: gettid takes no arguments and cannot fail.
+    unsafe { libc::gettid() }
 }
 
 /// Count forks so that "am I in a forked child?" is an atomic load, not a getpid(2).
@@ -49,6 +44,9 @@ pub struct Core {
     blocked: AtomicBool,
     interrupt: Interrupt,
     fork_generation: u64,
+    /// The owner's kernel thread id, for `Drop`, which may run on any
+    /// thread and must not call Ruby to find out which.
+    owner_tid: libc::pid_t,
     idle: Cell<f64>,
 }
 
@@ -65,6 +63,7 @@ impl Core {
             blocked: AtomicBool::new(false),
             interrupt,
             fork_generation: FORKS.load(Ordering::Relaxed),
+            owner_tid: current_tid(),
             idle: Cell::new(0.0),
         })
     }
@@ -76,6 +75,17 @@ impl Core {
     /// True in a process forked after this selector was made.
     pub fn is_forked(&self) -> bool {
         FORKS.load(Ordering::Relaxed) != self.fork_generation
+    }
+
+    /// Whether this runs on the thread that made the selector (no Ruby call:
+    /// usable from `Drop`).
+    pub fn is_owner_thread(&self) -> bool {
+        current_tid() == self.owner_tid
+    }
+
+    /// Whether a `select` is blocked in the GVL-free wait right now.
+    pub fn is_blocked(&self) -> bool {
+        self.blocked.load(Ordering::SeqCst)
     }
 
     /// Ring and epoll operations belong to the thread that made the selector.
@@ -153,14 +163,23 @@ impl Core {
 
     /// Block in `wait`, which releases the GVL (`nogvl::without_gvl`), with
     /// `blocked` set so that `wakeup` from another thread knows to signal;
-    /// records the idle time. `wait` returns `None` when Ruby had an
-    /// interrupt pending and did not block at all: we then serve it here
-    /// (a thread switch, a trap handler, or `Thread#raise`/`#kill`, which
-    /// propagate) with no borrow held, and block again unless that made a
-    /// fiber ready. So a time-slice interrupt never ends `select(nil)`.
-    pub fn blocking<R>(&self, mut wait: impl FnMut() -> Option<R>) -> Result<Option<R>, Error> {
+    /// records the idle time. Returns `None` without blocking when an
+    /// interrupt is queued for the thread, even a masked one (io-event does
+    /// the same: `select` returns 0 and the interrupt is delivered when the
+    /// mask ends). `wait` returns `None` when Ruby had an interrupt flagged
+    /// and did not block at all: we then serve it here (a thread switch, a
+    /// trap handler, or `Thread#raise`/`#kill`, which propagate) with no
+    /// borrow held, and block again unless that made a fiber ready or left
+    /// a masked interrupt queued. So a time-slice switch never ends
+    /// `select(nil)`. `wait` must look the selector's state up afresh each
+    /// time: a trap handler served here may have closed it.
+    pub fn blocking<R>(&self, ruby: &Ruby, mut wait: impl FnMut() -> Option<R>) -> Result<Option<R>, Error> {
         let start = Instant::now();
         loop {
+            if thread::has_pending_interrupt(ruby)? {
+                self.idle.set(start.elapsed().as_secs_f64());
+                return Ok(None);
+            }
             self.blocked.store(true, Ordering::SeqCst);
             let result = wait();
             self.blocked.store(false, Ordering::SeqCst);
@@ -168,7 +187,7 @@ impl Core {
             if result.is_some() || self.is_ready() {
                 return Ok(result);
             }
-            check_interrupts()?;
+            thread::check_interrupts()?;
             if self.is_ready() {
                 return Ok(None);
             }

@@ -99,15 +99,20 @@ pub fn duration(ruby: &Ruby, value: Value) -> Result<Option<Duration>, Error> {
         return Ok(None);
     }
     if let Some(int) = Integer::from_value(value) {
-        let seconds = int.to_i64().unwrap_or(i64::MAX);
-        return Ok(Some(Duration::from_secs(seconds.max(0) as u64)));
+        // A Bignum is either far past FOREVER_SECONDS or far below zero.
+        let seconds = match int.to_i64() {
+            Ok(seconds) => seconds,
+            Err(_) if value.funcall::<_, _, bool>("negative?", ())? => -1,
+            Err(_) => i64::MAX,
+        };
+        return Ok(timeout::from_whole_seconds(seconds));
     }
     if let Some(float) = Float::from_value(value) {
-        return Ok(Some(timeout::from_seconds(float.to_f64())));
+        return Ok(timeout::from_seconds(float.to_f64()));
     }
     if value.is_kind_of(ruby.class_numeric()) {
         let seconds: f64 = value.funcall("to_f", ())?;
-        return Ok(Some(timeout::from_seconds(seconds)));
+        return Ok(timeout::from_seconds(seconds));
     }
     Err(type_error(ruby, format!("select duration must be nil or Numeric, not {}", class_name(value))))
 }

@@ -13,7 +13,7 @@ use std::os::fd::RawFd;
 use magnus::{Error, Integer, Ruby, Value};
 
 use super::events;
-use crate::ruby::buffer::{self, Access};
+use crate::ruby::buffer::{self, BufferAccess};
 use crate::ruby::{error, fiber, io};
 
 /// One I/O call's fixed arguments.
@@ -23,12 +23,12 @@ pub struct Transfer {
     pub io: Value,
     pub fd: RawFd,
     pub buffer: Value,
-    pub access: Access,
+    pub access: BufferAccess,
 }
 
 /// What a backend provides to the loop.
 pub trait Backend {
-    /// One read (`Access::Write`) or write (`Access::Read`) of up to `len`
+    /// One read (`BufferAccess::Fill`) or write (`BufferAccess::Drain`) of up to `len`
     /// bytes at `base`, at file `position` (`None`: the current position /
     /// a stream). Returns bytes moved or `-errno`.
     fn attempt(&self, op: &Transfer, base: *mut u8, len: usize, position: Option<u64>) -> Result<isize, Error>;
@@ -44,20 +44,22 @@ pub trait Backend {
     fn wait_ready(&self, op: &Transfer, events: i32) -> Result<(), Error>;
 }
 
-pub fn run(
-    backend: &impl Backend,
-    op: Transfer,
-    length: usize,
-    offset: usize,
-    position: Option<u64>,
-) -> Result<i64, Error> {
-    buffer::with_locked(op.buffer, op.access, |bytes| {
+/// Run one call. The descriptor is looked up only when there is something
+/// to move: at `offset == buffer.size` the answer is 0 whatever the IO is
+/// (closed included), as in io-event.
+pub fn run(ruby: &Ruby, backend: &impl Backend, call: Call) -> Result<i64, Error> {
+    let Call { fiber, io, buffer, access, length, offset, position } = call;
+    buffer::with_lent(buffer, access, |bytes| {
         if offset > bytes.size {
             return Ok(-i64::from(libc::EINVAL));
         }
-        let ready_for = match op.access {
-            Access::Write => events::READABLE,
-            Access::Read => events::WRITABLE,
+        if offset == bytes.size {
+            return Ok(0);
+        }
+        let op = Transfer { fiber, io, fd: io::descriptor(ruby, io)?, buffer, access };
+        let ready_for = match access {
+            BufferAccess::Fill => events::READABLE,
+            BufferAccess::Drain => events::WRITABLE,
         };
         let mut offset = offset;
         let mut remaining = length;
@@ -100,7 +102,10 @@ fn is_again(result: isize) -> bool {
 
 /// One of the four calls, its Ruby arguments checked and converted.
 pub struct Call {
-    pub op: Transfer,
+    pub fiber: Value,
+    pub io: Value,
+    pub buffer: Value,
+    pub access: BufferAccess,
     pub length: usize,
     pub offset: usize,
     pub position: Option<u64>,
@@ -120,23 +125,22 @@ fn size_arg(ruby: &Ruby, value: Value, name: &str) -> Result<usize, Error> {
 impl Call {
     fn new(
         ruby: &Ruby,
-        access: Access,
+        access: BufferAccess,
         [target, io, buffer]: [Value; 3],
         length: Value,
         offset: Option<Value>,
         position: Option<Value>,
     ) -> Result<Call, Error> {
         let fiber = fiber::check(ruby, target)?;
-        let fd = io::descriptor(ruby, io)?;
         let length = size_arg(ruby, length, "length")?;
         let offset = offset.map(|v| size_arg(ruby, v, "offset")).transpose()?.unwrap_or(0);
         let position = position.map(|v| size_arg(ruby, v, "from").map(|p| p as u64)).transpose()?;
-        Ok(Call { op: Transfer { fiber, io, fd, buffer, access }, length, offset, position })
+        Ok(Call { fiber, io, buffer, access, length, offset, position })
     }
 
     /// `io_read`/`io_write`: `(fiber, io, buffer, length, offset = 0)`;
     /// Ruby 3.1 passes four arguments, later Rubies five.
-    fn stream(ruby: &Ruby, access: Access, args: &[Value]) -> Result<Call, Error> {
+    fn stream(ruby: &Ruby, access: BufferAccess, args: &[Value]) -> Result<Call, Error> {
         match *args {
             [fiber, io, buffer, length] => Call::new(ruby, access, [fiber, io, buffer], length, None, None),
             [fiber, io, buffer, length, offset] => {
@@ -147,7 +151,7 @@ impl Call {
     }
 
     /// `io_pread`/`io_pwrite`: `(fiber, io, buffer, from, length, offset)`.
-    fn positional(ruby: &Ruby, access: Access, args: &[Value]) -> Result<Call, Error> {
+    fn positional(ruby: &Ruby, access: BufferAccess, args: &[Value]) -> Result<Call, Error> {
         match *args {
             [fiber, io, buffer, from, length, offset] => {
                 Call::new(ruby, access, [fiber, io, buffer], length, Some(offset), Some(from))
@@ -166,22 +170,22 @@ pub mod methods {
     use magnus::{Error, Ruby, Value};
 
     use super::{Call, Io};
-    use crate::ruby::buffer::Access;
+    use crate::ruby::buffer::BufferAccess;
 
     pub fn io_read<T: Io>(ruby: &Ruby, rb_self: &T, args: &[Value]) -> Result<i64, Error> {
-        rb_self.transfer(ruby, Call::stream(ruby, Access::Write, args)?)
+        rb_self.transfer(ruby, Call::stream(ruby, BufferAccess::Fill, args)?)
     }
 
     pub fn io_write<T: Io>(ruby: &Ruby, rb_self: &T, args: &[Value]) -> Result<i64, Error> {
-        rb_self.transfer(ruby, Call::stream(ruby, Access::Read, args)?)
+        rb_self.transfer(ruby, Call::stream(ruby, BufferAccess::Drain, args)?)
     }
 
     pub fn io_pread<T: Io>(ruby: &Ruby, rb_self: &T, args: &[Value]) -> Result<i64, Error> {
-        rb_self.transfer(ruby, Call::positional(ruby, Access::Write, args)?)
+        rb_self.transfer(ruby, Call::positional(ruby, BufferAccess::Fill, args)?)
     }
 
     pub fn io_pwrite<T: Io>(ruby: &Ruby, rb_self: &T, args: &[Value]) -> Result<i64, Error> {
-        rb_self.transfer(ruby, Call::positional(ruby, Access::Read, args)?)
+        rb_self.transfer(ruby, Call::positional(ruby, BufferAccess::Drain, args)?)
     }
 }
 

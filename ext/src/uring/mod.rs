@@ -5,6 +5,7 @@ mod ops;
 pub mod ring;
 mod select;
 pub mod slots;
+mod teardown;
 
 use std::cell::RefCell;
 
@@ -27,6 +28,11 @@ pub struct SlotRefs {
     /// Memory or descriptors the kernel uses that the slot owns: freed only
     /// when the final completion is reaped.
     payload: Option<Box<Payload>>,
+    /// For ops that lend the caller's memory: a GC root for the fiber and
+    /// buffer, independent of the selector (see `ruby/pins.rs`). Held for
+    /// its `Drop`.
+    #[allow(dead_code)]
+    pin: Option<crate::ruby::pins::Pin>,
 }
 
 pub enum Payload {
@@ -68,9 +74,9 @@ impl DataTypeFunctions for URing {
 
 impl Drop for URing {
     fn drop(&mut self) {
-        let forked = self.core.is_forked();
+        let giver = self.giver();
         if let Some(ring) = self.ring.get_mut().take() {
-            select::shutdown(ring, self.slots.get_mut(), forked);
+            teardown::teardown(ring, self.slots.get_mut(), giver);
         }
     }
 }
@@ -89,19 +95,27 @@ impl URing {
         self.core.is_forked() || self.ring.try_borrow().is_ok_and(|ring| ring.is_none())
     }
 
+    /// Who would be giving the ring up if it were closed now.
+    fn giver(&self) -> teardown::Giver {
+        if self.core.is_forked() {
+            teardown::Giver::ForkedChild
+        } else if self.core.is_owner_thread() {
+            teardown::Giver::Owner
+        } else {
+            teardown::Giver::OtherThread
+        }
+    }
+
+    /// Release the ring and the wake-up eventfd (idempotent). Refused while
+    /// a `select` on the owner thread is blocked (the ring is borrowed).
     fn close(ruby: &Ruby, rb_self: &Self) -> Result<(), Error> {
         let Ok(mut ring) = rb_self.ring.try_borrow_mut() else {
             return Err(in_use(ruby));
         };
-        let ring = ring.take();
-        if rb_self.core.is_forked() {
-            // The ring belongs to the parent: never submit to it or reap from it.
-            // Dropping only closes our copy of its descriptor (its mappings were
-            // not inherited: the ring is set up with DONTFORK).
-            drop(ring);
-        } else if let Some(ring) = ring {
-            select::shutdown(ring, &mut rb_self.slots.borrow_mut(), false);
+        if let Some(ring) = ring.take() {
+            teardown::teardown(ring, &mut rb_self.slots.borrow_mut(), rb_self.giver());
         }
+        rb_self.core.interrupt().close();
         Ok(())
     }
 

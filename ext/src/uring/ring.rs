@@ -210,6 +210,29 @@ impl Ring {
         self.wake_armed
     }
 
+    /// In a forked child: give up the parent's ring without touching it.
+    /// The ring is `DONTFORK`, so its mappings were not inherited and their
+    /// addresses may belong to a ring of the child's own by now: unmapping
+    /// them (what dropping the crate's `IoUring` does) would pull that ring
+    /// out from under it. Only our copy of the descriptor is closed.
+    pub fn forget_in_child(self) {
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&self.uring);
+        let Ring { uring, .. } = self;
+        std::mem::forget(uring);
+        // SAFETY: `fd` is this process's copy of the ring descriptor, which
+        // nothing else owns now that the `IoUring` is forgotten.
+        unsafe { libc::close(fd) };
+    }
+
+    /// Close the ring while the kernel may still complete the wake-up read:
+    /// its 8-byte target is leaked rather than freed. Closing the descriptor
+    /// makes the kernel cancel what is left; it never needs our mappings.
+    pub fn close_leaking_wake_target(self) {
+        let Ring { uring, wake_buf, .. } = self;
+        Box::leak(wake_buf);
+        drop(uring);
+    }
+
     /// Ask the kernel to cancel the op with `user_data`.
     pub fn cancel(&mut self, user_data: u64) -> io::Result<()> {
         let entry = opcode::AsyncCancel::new(user_data).build().user_data(USER_DATA_CANCEL);

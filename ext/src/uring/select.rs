@@ -2,13 +2,12 @@
 //! then resume the waiting fibers with no borrow held. Also the shutdown that
 //! `close` and `Drop` share.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use magnus::{Error, Ruby, Value};
 
 use super::ring::Ring;
-use super::slots::Slots;
-use super::{SlotRefs, URing};
+use super::URing;
 use crate::ruby::{error, fiber, nogvl};
 
 impl URing {
@@ -101,7 +100,7 @@ impl URing {
 
     fn block(&self, ruby: &Ruby, timeout: Option<Duration>) -> Result<(), Error> {
         let wake_fd = self.core.interrupt().fd();
-        let waited = self.core.blocking(|| {
+        let waited = self.core.blocking(ruby, || {
             // Borrowed only while blocked: never while Ruby serves an interrupt.
             let mut ring = self.ring.borrow_mut();
             let Some(ring) = ring.as_mut() else {
@@ -134,29 +133,4 @@ pub fn select(ruby: &Ruby, rb_self: &URing, duration: Value) -> Result<usize, Er
         handled = rb_self.resume_completed(ruby)?;
     }
     Ok(handled)
-}
-
-/// Cancel everything in flight and wait (bounded) until the kernel has
-/// finished with every slot and the wake-up read, then drop the ring. In a
-/// forked child the ring is the parent's: drop our handle without a word to it.
-pub fn shutdown(mut ring: Ring, slots: &mut Slots<SlotRefs>, forked: bool) {
-    if !forked {
-        let in_flight: Vec<u64> = slots.in_flight().map(|handle| handle.user_data()).collect();
-        for user_data in in_flight {
-            let _ = ring.cancel(user_data);
-        }
-        if ring.is_wake_armed() {
-            let _ = ring.cancel(super::ring::USER_DATA_WAKEUP);
-        }
-        let deadline = Instant::now() + Duration::from_secs(2);
-        while (slots.in_flight().next().is_some() || ring.is_wake_armed()) && Instant::now() < deadline {
-            let _ = ring.submit();
-            let _ = ring.wait(Some(Duration::from_millis(50)));
-            let _ = ring.reap(|user_data, result, flags| {
-                slots.complete(user_data, result, flags);
-            });
-        }
-    }
-    slots.clear();
-    drop(ring);
 }

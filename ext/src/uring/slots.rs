@@ -193,7 +193,20 @@ impl<T> Slots<T> {
         })
     }
 
-    /// Drop every slot (after the ring is gone: nothing can complete any more).
+    /// Drop every slot, first handing each op still in flight to `leak`,
+    /// which keeps (leaks) what the kernel may still use.
+    pub fn clear_leaking(&mut self, mut leak: impl FnMut(&mut T)) {
+        for slot in &mut self.slots {
+            if matches!(slot.state, Lifecycle::Pending | Lifecycle::Orphaned) {
+                if let Some(refs) = slot.refs.as_mut() {
+                    leak(refs);
+                }
+            }
+        }
+        self.clear();
+    }
+
+    /// Drop every slot (after the kernel is done with all of them).
     pub fn clear(&mut self) {
         for index in 0..self.slots.len() {
             let generation = self.slots[index].generation;

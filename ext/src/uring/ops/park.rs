@@ -29,10 +29,16 @@ pub enum Parked {
 }
 
 impl URing {
-    /// Queue `entry` (built with the slot's `user_data`), switch to the loop,
+    /// Submit `entry` (built with the slot's `user_data`), switch to the loop,
     /// and return the op's result once the waiter is back. On any other
     /// return route the op is cancelled per `on_interrupt` before the error
     /// propagates, so no stale completion can ever resume the fiber.
+    ///
+    /// The SQE reaches the kernel before the switch: it names its descriptor
+    /// by number, and the fibers that run next could close that number and
+    /// open another file under it. The same enter runs the task work the
+    /// submission caused, so the completions it made ready are reaped by the
+    /// next `select` without another system call.
     ///
     /// # Safety
     /// Every pointer in the entry must stay valid until its completion: owned
@@ -43,18 +49,15 @@ impl URing {
         refs: SlotRefs,
         build: impl FnOnce(u64) -> squeue::Entry,
         on_interrupt: OnInterrupt,
-        submit_now: bool,
     ) -> Result<Parked, Error> {
         self.core.check_owner(ruby)?;
         let handle = self.slots.borrow_mut().insert(refs);
         let entry = build(handle.user_data());
         // SAFETY: forwarded from the caller's contract.
         unsafe { self.queue(ruby, handle, &entry) }?;
-        if submit_now {
-            if let Err(error) = self.submit_now(ruby) {
-                self.abandon(ruby, handle, OnInterrupt::Drain);
-                return Err(error);
-            }
+        if let Err(error) = self.submit_now(ruby) {
+            self.abandon(ruby, handle, OnInterrupt::Drain);
+            return Err(error);
         }
 
         let switched = fiber::transfer(self.core.loop_fiber(ruby), &[]);

@@ -35,7 +35,7 @@ pub fn wait(
     let refs = SlotRefs { fiber: Some(target.into()), io: Some(io.into()), ..SlotRefs::default() };
     let build = |user_data| opcode::PollAdd::new(types::Fd(fd), mask).build().user_data(user_data);
     // SAFETY: a poll points at no memory.
-    match unsafe { rb_self.park(ruby, refs, build, OnInterrupt::Orphan, false) }? {
+    match unsafe { rb_self.park(ruby, refs, build, OnInterrupt::Orphan) }? {
         Parked::Completed { result } if result >= 0 => Ok(Some(events::from_poll(result as u32, wanted))),
         Parked::Completed { result } => Err(error::syserr(ruby, -result, "io_wait")),
         Parked::NoEvent => Ok(None),

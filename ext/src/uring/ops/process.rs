@@ -62,7 +62,7 @@ fn wait_for_change(ruby: &Ruby, rb_self: &URing, target: Value, pid: i32, flags:
             opcode::WaitId::new(libc::P_PID, pid as libc::id_t, options).infop(infop).build().user_data(user_data)
         };
         // SAFETY: the siginfo lives in the slot's boxed payload until the final completion.
-        unsafe { rb_self.park(ruby, refs, build, OnInterrupt::Orphan, false) }?
+        unsafe { rb_self.park(ruby, refs, build, OnInterrupt::Orphan) }?
     } else {
         let pidfd = match sys::pidfd_open(pid) {
             Ok(pidfd) => pidfd,
@@ -74,7 +74,7 @@ fn wait_for_change(ruby: &Ruby, rb_self: &URing, target: Value, pid: i32, flags:
         let mask = events::to_poll(events::READABLE);
         let build = move |user_data| opcode::PollAdd::new(types::Fd(fd), mask).build().user_data(user_data);
         // SAFETY: the pidfd is owned by the slot until the final completion.
-        unsafe { rb_self.park(ruby, refs, build, OnInterrupt::Orphan, false) }?
+        unsafe { rb_self.park(ruby, refs, build, OnInterrupt::Orphan) }?
     };
     match parked {
         // ECHILD and friends: let the reap raise the matching Errno.

@@ -8,7 +8,8 @@ use magnus::{Error, Ruby};
 
 use super::park::{OnInterrupt, Parked};
 use super::poll;
-use crate::ruby::buffer::Access;
+use crate::ruby::buffer::BufferAccess;
+use crate::ruby::pins::Pin;
 use crate::selector::transfer_loop::{self, Call, Transfer};
 use crate::uring::{SlotRefs, URing};
 
@@ -53,6 +54,10 @@ impl RingIo<'_> {
             io: Some(op.io.into()),
             buffer: Some(op.buffer.into()),
             payload: None,
+            // The fiber's stack holds whatever owns the memory behind the
+            // buffer (a String, an IO's internal buffer): both stay alive
+            // until the final completion, whatever happens to the selector.
+            pin: Some(Pin::new([op.fiber, op.buffer])),
         };
         let fd = types::Fd(op.fd);
         let len = u32::try_from(len).unwrap_or(u32::MAX);
@@ -61,14 +66,14 @@ impl RingIo<'_> {
         let access = op.access;
         let build = move |user_data| {
             let entry = match access {
-                Access::Write => opcode::Read::new(fd, base, len).offset(at).rw_flags(rw_flags).build(),
-                Access::Read => opcode::Write::new(fd, base, len).offset(at).rw_flags(rw_flags).build(),
+                BufferAccess::Fill => opcode::Read::new(fd, base, len).offset(at).rw_flags(rw_flags).build(),
+                BufferAccess::Drain => opcode::Write::new(fd, base, len).offset(at).rw_flags(rw_flags).build(),
             };
             entry.user_data(user_data)
         };
         // SAFETY: `base..base+len` lies in the locked, marked buffer, and on any
         // early return the op is drained before the buffer is given back.
-        match unsafe { self.selector.park(self.ruby, refs, build, OnInterrupt::Drain, false) }? {
+        match unsafe { self.selector.park(self.ruby, refs, build, OnInterrupt::Drain) }? {
             Parked::Completed { result } => Ok(result as isize),
             // Resumed by hand with nothing moved: as if not ready yet.
             Parked::NoEvent => Ok(-(libc::EAGAIN as isize)),
@@ -78,6 +83,6 @@ impl RingIo<'_> {
 
 impl transfer_loop::Io for URing {
     fn transfer(&self, ruby: &Ruby, call: Call) -> Result<i64, Error> {
-        transfer_loop::run(&RingIo { ruby, selector: self }, call.op, call.length, call.offset, call.position)
+        transfer_loop::run(ruby, &RingIo { ruby, selector: self }, call)
     }
 }

@@ -1,0 +1,24 @@
+//! Ruby's per-thread interrupts, as the blocking wait needs them.
+
+use magnus::{prelude::*, value::LazyId, Error, Ruby};
+
+static PENDING_INTERRUPT_P: LazyId = LazyId::new("pending_interrupt?");
+
+/// Whether an interrupt (`Thread#raise`, `Thread#kill`, a signal's
+/// exception) is queued for the current thread, including one that
+/// `Thread.handle_interrupt` masks: then the wait must not start, since
+/// nothing would end it before the mask is lifted.
+pub fn has_pending_interrupt(ruby: &Ruby) -> Result<bool, Error> {
+    ruby.class_thread().funcall(*PENDING_INTERRUPT_P, ())
+}
+
+/// Run Ruby's pending interrupts now: trap handlers, a thread switch, an
+/// unmasked `Thread#raise` (which comes back as `Err`).
+pub fn check_interrupts() -> Result<(), Error> {
+    magnus::rb_sys::protect(|| {
+        // SAFETY: called with the GVL held; raises are caught by protect.
+        unsafe { rb_sys::rb_thread_check_ints() };
+        rb_sys::Qnil as rb_sys::VALUE
+    })
+    .map(drop)
+}

@@ -1,0 +1,107 @@
+//! Giving a ring up: what `close` and `Drop` share.
+//!
+//! The kernel may still use memory and descriptors of every op in flight, so
+//! how a ring is given up depends on who gives it up:
+//! - **the owner thread** (the ring's only issuer): cancel everything in
+//!   flight and the wake-up read, then submit, wait and reap until the kernel
+//!   has completed all of it, and only then free the slots and the ring;
+//! - **another thread** (a `close` or a GC run there): it may not enter the
+//!   ring (SINGLE_ISSUER refuses with EEXIST), so it closes the ring's
+//!   descriptor, which makes the kernel cancel what is left on its own time,
+//!   and leaks what the kernel may still write: the pins of lent memory
+//!   (`ruby/pins.rs`), `siginfo` payloads, the wake-up read's target;
+//! - **a forked child**: the ring is the parent's; forget it (see
+//!   `Ring::forget_in_child`). The child's copies of the slots' memory are
+//!   never written by the kernel, so they are simply freed.
+//!
+//! If the owner's drain does not finish within its deadline (an op the
+//! kernel cannot cancel), the rest is given up as another thread would.
+
+use std::time::{Duration, Instant};
+
+use super::ring::{Ring, USER_DATA_WAKEUP};
+use super::slots::Slots;
+use super::{Payload, SlotRefs};
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Giver {
+    Owner,
+    OtherThread,
+    ForkedChild,
+}
+
+/// How long the owner waits for cancelled ops before giving the rest up.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(2);
+
+pub fn teardown(ring: Ring, slots: &mut Slots<SlotRefs>, giver: Giver) {
+    match giver {
+        Giver::ForkedChild => {
+            ring.forget_in_child();
+            slots.clear();
+        }
+        Giver::Owner => {
+            let mut ring = ring;
+            if drain_all(&mut ring, slots) {
+                drop(ring);
+                slots.clear();
+            } else {
+                abandon(ring, slots);
+            }
+        }
+        Giver::OtherThread => {
+            if slots.in_flight().next().is_none() && !ring.is_wake_armed() {
+                drop(ring);
+                slots.clear();
+            } else {
+                abandon(ring, slots);
+            }
+        }
+    }
+}
+
+/// Cancel every op and the wake-up read, and reap until none is left.
+/// False if the deadline passed (or the ring failed) first.
+fn drain_all(ring: &mut Ring, slots: &mut Slots<SlotRefs>) -> bool {
+    let in_flight: Vec<u64> = slots.in_flight().map(|handle| handle.user_data()).collect();
+    for user_data in in_flight {
+        let _ = ring.cancel(user_data);
+    }
+    if ring.is_wake_armed() {
+        let _ = ring.cancel(USER_DATA_WAKEUP);
+    }
+    let deadline = Instant::now() + DRAIN_DEADLINE;
+    while slots.in_flight().next().is_some() || ring.is_wake_armed() {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        let submitted = ring.submit();
+        let waited = ring.wait(Some(Duration::from_millis(50)));
+        let reaped = ring.reap(|user_data, result, flags| {
+            slots.complete(user_data, result, flags);
+        });
+        if submitted.is_err() && waited.is_err() && reaped.is_err() {
+            return false;
+        }
+    }
+    true
+}
+
+/// Close the ring without waiting for the kernel, leaking whatever it may
+/// still write: pins and `siginfo` payloads of ops in flight, and the wake-up
+/// read's target. A pidfd payload is closed: once submitted, the kernel
+/// holds its own reference to the file, so the number is ours to give back.
+fn abandon(ring: Ring, slots: &mut Slots<SlotRefs>) {
+    slots.clear_leaking(|refs| {
+        if let Some(payload) = refs.payload.take() {
+            match *payload {
+                Payload::PidFd(_) => drop(payload),
+                // The kernel writes at this address: the box itself leaks.
+                Payload::SigInfo(_) => {
+                    Box::leak(payload);
+                }
+            }
+        }
+        std::mem::forget(refs.pin.take());
+    });
+    ring.close_leaking_wake_target();
+}
