@@ -5,9 +5,8 @@
 # process in one run (URing, EPoll, Select, plus a blocking-Ruby baseline where one makes
 # sense) and prints ratios, so numbers from one noisy machine are still comparable.
 
-lib = File.expand_path("../../lib", __dir__)
-$LOAD_PATH.unshift(lib) unless $LOAD_PATH.include?(lib)
-
+# lib/ on the load path; IO_EVENT_BENCH_SO picks another build of the extension.
+require_relative "../build"
 require "io/event"
 require "tempfile"
 require "io/wait"

@@ -4,7 +4,7 @@
 # (test/support/scheduler.rb, class IOEventTestScheduler), so what wrk measures
 # is the scheduler the tests prove correct. Nothing is redefined here.
 
-lib = File.expand_path("../../lib", __dir__)
-$LOAD_PATH.unshift(lib) unless $LOAD_PATH.include?(lib)
+# lib/ on the load path; IO_EVENT_BENCH_SO picks another build of the extension.
+require_relative "../build"
 
 require_relative "../../test/support/scheduler"
