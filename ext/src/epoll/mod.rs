@@ -8,6 +8,7 @@ mod poller;
 pub mod registry;
 mod select;
 
+use crate::ruby::receiver::This;
 use std::cell::RefCell;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -109,6 +110,10 @@ impl EPoll {
         }
     }
 
+    fn closed_p(rb_self: This<Self>) -> bool {
+        rb_self.is_closed()
+    }
+
     fn is_closed(&self) -> bool {
         self.core.is_forked() || self.epoll.borrow().is_none()
     }
@@ -118,7 +123,7 @@ impl EPoll {
     /// forked child this closes only the child's copies of the descriptors.
     /// Refused while a `select` is blocked (from another thread): it would
     /// sleep on in a set whose number could be reused meanwhile.
-    fn close(ruby: &Ruby, rb_self: &Self) -> Result<(), Error> {
+    fn close(ruby: &Ruby, rb_self: This<Self>) -> Result<(), Error> {
         if rb_self.core.is_blocked() {
             return Err(Error::new(
                 ruby.exception_runtime_error(),
@@ -142,7 +147,7 @@ pub fn init(ruby: &Ruby, selector_module: RModule) -> Result<(), Error> {
     crate::define_core_methods!(class, EPoll);
     class.define_method("select", method!(select::select, 1))?;
     class.define_method("close", method!(EPoll::close, 0))?;
-    class.define_method("closed?", method!(EPoll::is_closed, 0))?;
+    class.define_method("closed?", method!(EPoll::closed_p, 0))?;
     class.define_method("io_wait", method!(ops::io_wait, 3))?;
     crate::define_io_methods!(class, EPoll);
     class.define_method("io_close", method!(ops::io_close, 1))?;

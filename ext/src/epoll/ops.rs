@@ -10,6 +10,7 @@
 //! non-blocking system calls made by the fiber itself: the kernel never holds
 //! the caller's buffer past the call, so there is nothing to cancel.
 
+use crate::ruby::receiver::This;
 use std::os::fd::{AsRawFd, RawFd};
 
 use magnus::{prelude::*, rb_sys::AsRawValue, Error, Integer, IntoValue, RModule, Ruby, Value};
@@ -85,7 +86,7 @@ fn waiter(target: Value, io: Option<Value>) -> WaiterRefs {
 
 /// `io_wait(fiber, io, events)`: the ready events (only bits asked for), or
 /// `false` when resumed without an event.
-pub fn io_wait(ruby: &Ruby, rb_self: &EPoll, target: Value, io: Value, events: Value) -> Result<Value, Error> {
+pub fn io_wait(ruby: &Ruby, rb_self: This<EPoll>, target: Value, io: Value, events: Value) -> Result<Value, Error> {
     let target = fiber::check(ruby, target)?;
     let wanted =
         Integer::from_value(events).ok_or_else(|| error::type_error(ruby, "events must be an Integer"))?.to_i32()?;
@@ -192,7 +193,7 @@ impl transfer_loop::Io for EPoll {
 
 /// `io_close(fd)`: drop the descriptor's registration (while the number
 /// still names the file), wake anyone waiting on it, then close(2) it.
-pub fn io_close(ruby: &Ruby, rb_self: &EPoll, descriptor: Value) -> Result<bool, Error> {
+pub fn io_close(ruby: &Ruby, rb_self: This<EPoll>, descriptor: Value) -> Result<bool, Error> {
     let fd = io::descriptor(ruby, descriptor)?;
     rb_self.registry.borrow_mut().forget(fd, &rb_self.kernel());
     // SAFETY: closes a descriptor number the caller hands over to us.
@@ -215,7 +216,7 @@ pub fn io_close(ruby: &Ruby, rb_self: &EPoll, descriptor: Value) -> Result<bool,
 /// interrupted wait consumes nothing. The pidfd is owned by the waiter's slot
 /// and closed on every route. `pid <= 0` (any child, a process group) goes to
 /// `IO::Event::Selector.process_wait`. Resumed by hand: `nil`.
-pub fn process_wait(ruby: &Ruby, rb_self: &EPoll, target: Value, pid: i32, flags: i32) -> Result<Value, Error> {
+pub fn process_wait(ruby: &Ruby, rb_self: This<EPoll>, target: Value, pid: i32, flags: i32) -> Result<Value, Error> {
     let target = fiber::check(ruby, target)?;
     if pid <= 0 {
         return delegate(ruby, pid, flags);

@@ -2,6 +2,7 @@
 //! records which waiters are ready), then resume those fibers with no borrow
 //! held.
 
+use crate::ruby::receiver::This;
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
@@ -96,7 +97,7 @@ impl EPoll {
 /// their fibers; only if nothing ran and nothing is ready, block (without
 /// the GVL) for `duration`, then resume what that collected. Returns the
 /// number of waiters resumed.
-pub fn select(ruby: &Ruby, rb_self: &EPoll, duration: Value) -> Result<usize, Error> {
+pub fn select(ruby: &Ruby, rb_self: This<EPoll>, duration: Value) -> Result<usize, Error> {
     let timeout = crate::selector::duration(ruby, duration)?;
     rb_self.core.check_owner(ruby)?;
     rb_self.open_kernel(ruby)?;

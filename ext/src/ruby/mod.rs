@@ -7,4 +7,5 @@ pub mod fiber;
 pub mod io;
 pub mod nogvl;
 pub mod pins;
+pub mod receiver;
 pub mod thread;

@@ -45,12 +45,13 @@ pub mod shared {
     use magnus::{Error, Ruby, Value};
 
     use super::Backend;
+    use crate::ruby::receiver::This;
 
-    pub fn loop_fiber<T: Backend>(ruby: &Ruby, rb_self: &T) -> Value {
+    pub fn loop_fiber<T: Backend>(ruby: &Ruby, rb_self: This<T>) -> Value {
         rb_self.core().loop_fiber(ruby)
     }
 
-    pub fn transfer<T: Backend>(ruby: &Ruby, rb_self: &T) -> Result<Value, Error> {
+    pub fn transfer<T: Backend>(ruby: &Ruby, rb_self: This<T>) -> Result<Value, Error> {
         rb_self.core().transfer(ruby)
     }
 
@@ -61,34 +62,34 @@ pub mod shared {
         }
     }
 
-    pub fn resume<T: Backend>(ruby: &Ruby, rb_self: &T, args: &[Value]) -> Result<Value, Error> {
+    pub fn resume<T: Backend>(ruby: &Ruby, rb_self: This<T>, args: &[Value]) -> Result<Value, Error> {
         let (fiber, rest) = split_fiber(ruby, args)?;
         rb_self.core().resume(ruby, fiber, rest)
     }
 
-    pub fn yield_to_loop<T: Backend>(ruby: &Ruby, rb_self: &T) -> Result<Value, Error> {
+    pub fn yield_to_loop<T: Backend>(ruby: &Ruby, rb_self: This<T>) -> Result<Value, Error> {
         let core = rb_self.core();
         core.resume(ruby, core.loop_fiber(ruby), &[])
     }
 
-    pub fn push<T: Backend>(ruby: &Ruby, rb_self: &T, fiber: Value) -> Result<(), Error> {
+    pub fn push<T: Backend>(ruby: &Ruby, rb_self: This<T>, fiber: Value) -> Result<(), Error> {
         rb_self.core().push(ruby, fiber)
     }
 
-    pub fn raise<T: Backend>(ruby: &Ruby, rb_self: &T, args: &[Value]) -> Result<Value, Error> {
+    pub fn raise<T: Backend>(ruby: &Ruby, rb_self: This<T>, args: &[Value]) -> Result<Value, Error> {
         let (fiber, rest) = split_fiber(ruby, args)?;
         rb_self.core().raise(ruby, fiber, rest)
     }
 
-    pub fn ready_p<T: Backend>(rb_self: &T) -> bool {
+    pub fn ready_p<T: Backend>(rb_self: This<T>) -> bool {
         rb_self.core().is_ready()
     }
 
-    pub fn idle_duration<T: Backend>(rb_self: &T) -> f64 {
+    pub fn idle_duration<T: Backend>(rb_self: This<T>) -> f64 {
         rb_self.core().idle_duration()
     }
 
-    pub fn wakeup<T: Backend>(rb_self: &T) -> bool {
+    pub fn wakeup<T: Backend>(rb_self: This<T>) -> bool {
         rb_self.core().wakeup()
     }
 }

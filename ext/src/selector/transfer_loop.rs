@@ -171,20 +171,21 @@ pub mod methods {
 
     use super::{Call, Io};
     use crate::ruby::buffer::BufferAccess;
+    use crate::ruby::receiver::This;
 
-    pub fn io_read<T: Io>(ruby: &Ruby, rb_self: &T, args: &[Value]) -> Result<i64, Error> {
+    pub fn io_read<T: Io>(ruby: &Ruby, rb_self: This<T>, args: &[Value]) -> Result<i64, Error> {
         rb_self.transfer(ruby, Call::stream(ruby, BufferAccess::Fill, args)?)
     }
 
-    pub fn io_write<T: Io>(ruby: &Ruby, rb_self: &T, args: &[Value]) -> Result<i64, Error> {
+    pub fn io_write<T: Io>(ruby: &Ruby, rb_self: This<T>, args: &[Value]) -> Result<i64, Error> {
         rb_self.transfer(ruby, Call::stream(ruby, BufferAccess::Drain, args)?)
     }
 
-    pub fn io_pread<T: Io>(ruby: &Ruby, rb_self: &T, args: &[Value]) -> Result<i64, Error> {
+    pub fn io_pread<T: Io>(ruby: &Ruby, rb_self: This<T>, args: &[Value]) -> Result<i64, Error> {
         rb_self.transfer(ruby, Call::positional(ruby, BufferAccess::Fill, args)?)
     }
 
-    pub fn io_pwrite<T: Io>(ruby: &Ruby, rb_self: &T, args: &[Value]) -> Result<i64, Error> {
+    pub fn io_pwrite<T: Io>(ruby: &Ruby, rb_self: This<T>, args: &[Value]) -> Result<i64, Error> {
         rb_self.transfer(ruby, Call::positional(ruby, BufferAccess::Drain, args)?)
     }
 }

@@ -7,6 +7,7 @@ mod select;
 pub mod slots;
 mod teardown;
 
+use crate::ruby::receiver::This;
 use std::cell::RefCell;
 
 use magnus::{
@@ -90,6 +91,10 @@ impl URing {
         Ok(URing { core, ring: RefCell::new(Some(ring)), slots: RefCell::new(Slots::default()) })
     }
 
+    fn closed_p(rb_self: This<Self>) -> bool {
+        rb_self.is_closed()
+    }
+
     fn is_closed(&self) -> bool {
         // Borrowed: blocked in `select` on the owner thread, so open.
         self.core.is_forked() || self.ring.try_borrow().is_ok_and(|ring| ring.is_none())
@@ -108,7 +113,7 @@ impl URing {
 
     /// Release the ring and the wake-up eventfd (idempotent). Refused while
     /// a `select` on the owner thread is blocked (the ring is borrowed).
-    fn close(ruby: &Ruby, rb_self: &Self) -> Result<(), Error> {
+    fn close(ruby: &Ruby, rb_self: This<Self>) -> Result<(), Error> {
         let Ok(mut ring) = rb_self.ring.try_borrow_mut() else {
             return Err(in_use(ruby));
         };
@@ -121,7 +126,7 @@ impl URing {
 
     /// "Deferred", "Cooperative", "SubmitAll" or "Plain": the setup flags in use,
     /// and whether the wait uses EXT_ARG. For tests and diagnostics.
-    fn features(ruby: &Ruby, rb_self: &Self) -> Result<Value, Error> {
+    fn features(ruby: &Ruby, rb_self: This<Self>) -> Result<Value, Error> {
         let features = {
             let ring = rb_self.ring.try_borrow().map_err(|_| in_use(ruby))?;
             let ring = ring.as_ref().ok_or_else(|| error::io_error(ruby, "selector is closed"))?;
@@ -165,7 +170,7 @@ pub fn init(ruby: &Ruby, selector_module: RModule) -> Result<(), Error> {
     crate::define_core_methods!(class, URing);
     class.define_method("select", method!(select::select, 1))?;
     class.define_method("close", method!(URing::close, 0))?;
-    class.define_method("closed?", method!(URing::is_closed, 0))?;
+    class.define_method("closed?", method!(URing::closed_p, 0))?;
     class.define_method("features", method!(URing::features, 0))?;
     class.define_method("io_wait", method!(ops::poll::io_wait, 3))?;
     crate::define_io_methods!(class, URing);

@@ -2,6 +2,7 @@
 //! then resume the waiting fibers with no borrow held. Also the shutdown that
 //! `close` and `Drop` share.
 
+use crate::ruby::receiver::This;
 use std::time::Duration;
 
 use magnus::{Error, Ruby, Value};
@@ -115,7 +116,7 @@ impl URing {
     }
 }
 
-pub fn select(ruby: &Ruby, rb_self: &URing, duration: Value) -> Result<usize, Error> {
+pub fn select(ruby: &Ruby, rb_self: This<URing>, duration: Value) -> Result<usize, Error> {
     let timeout = crate::selector::duration(ruby, duration)?;
     rb_self.core.check_owner(ruby)?;
     rb_self.core.reset_idle();

@@ -5,6 +5,7 @@
 //! a later `Process.wait(pid)` should get. The `siginfo_t` and the pidfd are
 //! owned by the slot and freed with it.
 
+use crate::ruby::receiver::This;
 use io_uring::{opcode, types};
 use magnus::{prelude::*, Error, RModule, Ruby, Value};
 
@@ -14,7 +15,7 @@ use crate::selector::events;
 use crate::sys;
 use crate::uring::{Payload, SlotRefs, URing};
 
-pub fn process_wait(ruby: &Ruby, rb_self: &URing, target: Value, pid: i32, flags: i32) -> Result<Value, Error> {
+pub fn process_wait(ruby: &Ruby, rb_self: This<URing>, target: Value, pid: i32, flags: i32) -> Result<Value, Error> {
     let target = fiber::check(ruby, target)?;
     if pid <= 0 {
         // Any child, or a process group: a helper thread does it.
@@ -22,7 +23,7 @@ pub fn process_wait(ruby: &Ruby, rb_self: &URing, target: Value, pid: i32, flags
         return selector.funcall("process_wait", (target, pid, flags));
     }
     loop {
-        if flags & libc::WNOHANG == 0 && !wait_for_change(ruby, rb_self, target, pid, flags)? {
+        if flags & libc::WNOHANG == 0 && !wait_for_change(ruby, &rb_self, target, pid, flags)? {
             // Resumed without an event: report "no change yet".
             return Ok(ruby.qnil().as_value());
         }
