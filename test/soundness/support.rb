@@ -89,6 +89,15 @@ module Soundness
       Dir.children("/proc/self/fd").map(&:to_i).sort
     end
 
+    # "7 -> anon_inode:[eventfd]" for each descriptor number.
+    def describe_fds(numbers)
+      numbers.map do |fd|
+        "#{fd} -> #{File.readlink("/proc/self/fd/#{fd}")}"
+      rescue SystemCallError
+        "#{fd} (gone)"
+      end
+    end
+
     # Runs the block in a forked child; see the file comment. Returns the
     # block's value.
     def isolated(timeout: CHILD_TIMEOUT, label: nil)
