@@ -6,19 +6,21 @@ class IO
   module Event
     module Debug
       # Wraps any selector (URing, EPoll, Select) and checks that it is used as
-      # PROTOCOL.md says before delegating each call; optionally logs every call.
+      # PROTOCOL.md says before delegating each call; optionally logs every
+      # call and what it returned.
       #
       # Enabled for IO::Event::Selector.new by IO_EVENT_DEBUG_SELECTOR=1; the
       # log goes to the file named by IO_EVENT_DEBUG_SELECTOR_LOG ("-" for
       # standard error).
       #
       # Misuse raises: TypeError for a non-fiber, non-IO, non-buffer or
-      # non-Integer argument; ArgumentError for negative lengths or offsets or an
-      # empty event mask; IOError for a closed IO or a closed selector;
-      # RuntimeError for a call from another thread (except #wakeup and #push,
-      # which a scheduler's unblock makes from any thread), for select off the loop
-      # fiber and for a parking call made on the loop fiber or for another
-      # fiber; FiberError for resuming or yielding to the current fiber.
+      # non-Integer argument; ArgumentError for negative lengths or offsets or
+      # an empty event mask; IOError for a closed IO or a closed selector;
+      # RuntimeError when created or selected off the loop fiber, when closed
+      # twice, for a call from another thread (except #wakeup and #push, which a
+      # scheduler's unblock makes from any thread) and for a parking call made
+      # on the loop fiber or for another fiber; FiberError for resuming or
+      # yielding to the current fiber.
       class Selector
         EVENT_MASK = IO::READABLE | IO::PRIORITY | IO::WRITABLE
         private_constant :EVENT_MASK
@@ -37,6 +39,8 @@ class IO
           raise
         end
 
+        # Appends: every selector of the process (one per thread) may share
+        # the path, and none should erase what another wrote.
         def self.open_log(path)
           return nil if path.nil? || path.empty?
           return $stderr if path == "-"
@@ -48,16 +52,17 @@ class IO
         # +log+ is any object with #puts, or nil; +close_log+ closes it with
         # the selector. Must be created on the loop fiber of +selector+.
         def initialize(selector, log: nil, close_log: false)
+          loop = selector.loop
+          if loop.is_a?(Fiber) && !Fiber.current.equal?(loop)
+            Kernel.raise "selector must be initialized on event loop fiber #{loop.inspect}, " \
+                         "not on #{Fiber.current.inspect}"
+          end
+
           @selector = selector
           @log = log
           @close_log = close_log
           @thread = Thread.current
           @closed = false
-
-          loop = selector.loop
-          if loop.is_a?(Fiber) && !Fiber.current.equal?(loop)
-            Kernel.raise "Debug::Selector must be created on the event loop fiber"
-          end
         end
 
         # The wrapped selector.
@@ -71,14 +76,36 @@ class IO
           @selector.idle_duration
         end
 
+        # The monotonic clock, as the log's time stamps show it.
+        def now
+          Process.clock_gettime(Process::CLOCK_MONOTONIC)
+        end
+
+        # Writes one line to the log, if there is one: +message+, or what the
+        # block returns (the block is only called when there is a log).
+        def log(message = nil)
+          log = @log
+          return unless log
+
+          message = yield if block_given?
+          line = format("T+%.6f; %s", now, message)
+          Support.blocking { log.puts(line) }
+          nil
+        rescue IOError
+          # A closed log must not break the event loop.
+          nil
+        end
+
         def closed?
           @closed || @selector.closed?
         end
 
-        # Idempotent, like every selector's close.
+        # Closing twice is a mistake in the caller: it raises.
         def close
           owner_thread!(:close)
-          log { "close" }
+          Kernel.raise "selector already closed" if @closed
+
+          log("close")
           @closed = true
           @selector.close
         ensure
@@ -90,37 +117,31 @@ class IO
 
         # Any thread may call it.
         def wakeup
-          result = @selector.wakeup
-          log { "wakeup -> #{result}" }
-          result
+          forward(:wakeup)
         end
 
         def transfer
           owner_thread!(:transfer)
-          log { "transfer from #{Fiber.current.inspect}" }
-          @selector.transfer
+          forward(:transfer)
         end
 
         def resume(fiber, *arguments)
           owner_thread!(:resume)
           fiber!(fiber)
           Kernel.raise FiberError, "resume: cannot resume the current fiber" if fiber.equal?(Fiber.current)
-          log { "resume #{fiber.inspect} with #{arguments.inspect}" }
-          @selector.resume(fiber, *arguments)
+          forward(:resume, fiber, *arguments)
         end
 
         def yield
           owner_thread!(:yield)
           Kernel.raise FiberError, "yield called on the event loop fiber" if on_loop?
-          log { "yield #{Fiber.current.inspect}" }
-          @selector.yield
+          forward(:yield)
         end
 
         # Any thread may call it (a scheduler's unblock pushes, then wakes).
         def push(fiber)
           fiber!(fiber)
-          log { "push #{fiber.inspect}" }
-          @selector.push(fiber)
+          forward(:push, fiber)
         end
 
         def raise(fiber, *arguments, **options)
@@ -129,12 +150,7 @@ class IO
           unless fiber.respond_to?(:raise)
             Kernel.raise TypeError, "raise: #{fiber.inspect} does not respond to #raise"
           end
-          log { "raise in #{fiber.inspect}: #{arguments.inspect}" }
-          if options.empty?
-            @selector.raise(fiber, *arguments)
-          else
-            @selector.raise(fiber, *arguments, **options)
-          end
+          forward(:raise, fiber, *arguments, **options)
         end
 
         def ready?
@@ -146,15 +162,12 @@ class IO
           open!
           loop = @selector.loop
           if loop.is_a?(Fiber) && !Fiber.current.equal?(loop)
-            Kernel.raise "select must be called on the event loop fiber"
+            Kernel.raise "select must be run on event loop fiber #{loop.inspect}, not on #{Fiber.current.inspect}"
           end
           unless duration.nil? || (duration.is_a?(Numeric) && duration.real?)
             Kernel.raise TypeError, "select duration must be nil or a number of seconds, not #{duration.class}"
           end
-          log { "select #{duration.inspect}" }
-          result = @selector.select(duration)
-          log { "select -> #{result.inspect}" }
-          result
+          forward(:select, duration)
         end
 
         def io_wait(fiber, io, events)
@@ -164,59 +177,40 @@ class IO
           if (events & EVENT_MASK).zero?
             Kernel.raise ArgumentError, "io_wait: events #{events} ask for nothing (READABLE, PRIORITY or WRITABLE)"
           end
-          log { "io_wait #{fiber.inspect} #{io.inspect} events=#{events}" }
-          result = @selector.io_wait(fiber, io, events)
-          log { "io_wait #{io.inspect} -> #{result.inspect}" }
-          result
+          forward(:io_wait, fiber, io, events)
         end
 
         def io_read(fiber, io, buffer, length, offset = 0)
           transfer_checks!(:io_read, fiber, io, buffer, length: length, offset: offset)
-          log { "io_read #{io.inspect} length=#{length} offset=#{offset} size=#{buffer.size}" }
-          result = @selector.io_read(fiber, io, buffer, length, offset)
-          log { "io_read #{io.inspect} -> #{result.inspect}" }
-          result
+          forward(:io_read, fiber, io, buffer, length, offset)
         end
 
         def io_write(fiber, io, buffer, length, offset = 0)
           transfer_checks!(:io_write, fiber, io, buffer, length: length, offset: offset)
-          log { "io_write #{io.inspect} length=#{length} offset=#{offset} size=#{buffer.size}" }
-          result = @selector.io_write(fiber, io, buffer, length, offset)
-          log { "io_write #{io.inspect} -> #{result.inspect}" }
-          result
+          forward(:io_write, fiber, io, buffer, length, offset)
         end
 
         def io_pread(fiber, io, buffer, from, length, offset)
           transfer_checks!(:io_pread, fiber, io, buffer, from: from, length: length, offset: offset)
-          log { "io_pread #{io.inspect} from=#{from} length=#{length} offset=#{offset}" }
-          result = @selector.io_pread(fiber, io, buffer, from, length, offset)
-          log { "io_pread #{io.inspect} -> #{result.inspect}" }
-          result
+          forward(:io_pread, fiber, io, buffer, from, length, offset)
         end
 
         def io_pwrite(fiber, io, buffer, from, length, offset)
           transfer_checks!(:io_pwrite, fiber, io, buffer, from: from, length: length, offset: offset)
-          log { "io_pwrite #{io.inspect} from=#{from} length=#{length} offset=#{offset}" }
-          result = @selector.io_pwrite(fiber, io, buffer, from, length, offset)
-          log { "io_pwrite #{io.inspect} -> #{result.inspect}" }
-          result
+          forward(:io_pwrite, fiber, io, buffer, from, length, offset)
         end
 
         def io_close(fd)
           owner_thread!(:io_close)
           integer!(:io_close, "fd", fd)
-          log { "io_close #{fd}" }
-          @selector.io_close(fd)
+          forward(:io_close, fd)
         end
 
         def process_wait(fiber, pid, flags)
           parking!(:process_wait, fiber)
           integer!(:process_wait, "pid", pid)
           integer!(:process_wait, "flags", flags)
-          log { "process_wait #{fiber.inspect} pid=#{pid} flags=#{flags}" }
-          result = @selector.process_wait(fiber, pid, flags)
-          log { "process_wait #{pid} -> #{result.inspect}" }
-          result
+          forward(:process_wait, fiber, pid, flags)
         end
 
         def respond_to?(name, include_private = false)
@@ -235,24 +229,31 @@ class IO
         def method_missing(name, *arguments, **options, &block)
           return super unless @selector.respond_to?(name)
 
-          log { "#{name} #{arguments.inspect}" }
-          @selector.public_send(name, *arguments, **options, &block)
+          forward(name, *arguments, **options, &block)
         end
 
         def respond_to_missing?(name, include_private = false)
           @selector.respond_to?(name, include_private) || super
         end
 
-        # Writes the block's message, if there is a log (the block is not
-        # called otherwise).
-        def log
-          log = @log
-          return unless log
+        # Logs the call, makes it on the wrapped selector, logs what it
+        # returned (or raised), and returns that.
+        def forward(name, *arguments, **options, &block)
+          log { "#{name}(#{describe(arguments, options)})" }
+          result = @selector.public_send(name, *arguments, **options, &block)
+          log { "#{name} -> #{result.inspect}" }
+          result
+        rescue Exception => error # rubocop:disable Lint/RescueException
+          log { "#{name} raised #{error.class}: #{error.message}" }
+          Kernel.raise
+        end
 
-          line = format("T+%.6f; %s", Process.clock_gettime(Process::CLOCK_MONOTONIC), yield)
-          Support.blocking { log.puts(line) }
-        rescue IOError
-          # A closed log must not break the event loop.
+        def describe(arguments, options)
+          parts = arguments.map do |argument|
+            argument.is_a?(IO::Buffer) ? "#<IO::Buffer size=#{argument.size}>" : argument.inspect
+          end
+          options.each { |key, value| parts << "#{key}: #{value.inspect}" }
+          parts.join(", ")
         end
 
         def on_loop?
@@ -299,9 +300,13 @@ class IO
           Kernel.raise TypeError, "#{name}: #{what} must be an Integer, not #{value.class}"
         end
 
+        # The IO's state is the wrapped selector's to judge: a transfer at
+        # offset == buffer.size answers 0 without touching the IO, closed or not.
         def transfer_checks!(name, fiber, io, buffer, **numbers)
           parking!(name, fiber)
-          io!(name, io)
+          unless io.respond_to?(:to_io)
+            Kernel.raise TypeError, "#{name}: expected an IO, not #{io.class}"
+          end
           unless defined?(IO::Buffer) && buffer.is_a?(IO::Buffer)
             Kernel.raise TypeError, "#{name}: expected an IO::Buffer, not #{buffer.class}"
           end
