@@ -45,9 +45,7 @@ class IO
       def concat(elements)
         return self if elements.empty?
 
-        @contents.concat(elements)
-        heapify
-        self
+        heapify { |contents| contents.concat(elements) }
       end
 
       # Removes every element.
@@ -78,8 +76,7 @@ class IO
         return enum_for(:delete_if) unless block_given?
 
         before = @contents.size
-        @contents.reject! { |element| yield(element) }
-        heapify if @contents.size < before
+        heapify { |contents| contents.reject! { |element| yield(element) } }
         before - @contents.size
       end
 
@@ -88,11 +85,18 @@ class IO
         (1...@contents.size).none? { |index| @contents[index] < @contents[(index - 1) / 2] }
       end
 
-      private
-
+      # Restores the heap order over the whole array in one O(n) pass. With a
+      # block, first yields the underlying array for a batch of changes (add,
+      # remove, reorder elements in place), so many changes cost one pass
+      # instead of O(log n) each. The block must change the array in place
+      # and not keep it. Returns self.
       def heapify
+        yield @contents if block_given?
         ((@contents.size / 2) - 1).downto(0) { |index| sift_down(index) }
+        self
       end
+
+      private
 
       def sift_up(index)
         element = @contents[index]

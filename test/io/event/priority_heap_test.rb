@@ -115,6 +115,27 @@ class PriorityHeapTest < Minitest::Test
     assert_kind_of Enumerator, @heap.delete_if
   end
 
+  def test_heapify_is_public_and_restores_order_after_a_batch_of_changes
+    (1..30).each { |value| @heap.push(value) }
+    result = @heap.heapify do |contents|
+      contents.reject!(&:even?)
+      contents.concat([0, -5, 100])
+      contents.reverse!
+    end
+    assert_same @heap, result
+    assert_predicate @heap, :valid?
+    assert_equal [-5, 0] + (1..30).select(&:odd?) + [100], drain
+  end
+
+  def test_heapify_without_a_block_repairs_a_broken_heap
+    (1..10).each { |value| @heap.push(value) }
+    @heap.instance_variable_get(:@contents).reverse!
+    refute_predicate @heap, :valid?
+    assert_same @heap, @heap.heapify
+    assert_predicate @heap, :valid?
+    assert_equal (1..10).to_a, drain
+  end
+
   # Elements only need #<; equal elements may come out in any order.
   class Item
     attr_reader :key, :name

@@ -199,11 +199,92 @@ class TimersTest < Minitest::Test
     assert_nil @timers.wait_interval
   end
 
-  def test_after_needs_a_block_and_a_number
+  def test_after_needs_a_block_and_an_offset_with_to_f
     assert_raises(ArgumentError) { @timers.after(1) }
-    assert_raises(TypeError) { @timers.after(nil) {} }
+    error = assert_raises(NoMethodError) { @timers.after(Object.new) {} }
+    assert_equal :to_f, error.name
     assert_raises(ArgumentError) { @timers.schedule(1.0, nil) }
     assert_raises(TypeError) { @timers.schedule(nil, -> {}) }
+    assert_equal 0, @timers.size
+  end
+
+  def test_after_converts_the_offset_with_to_f_as_io_event_does
+    before = @timers.now
+    handle = @timers.after(nil) {} # nil.to_f is 0.0: due now
+    assert_operator handle.time, :>=, before
+    assert_operator handle.time, :<=, @timers.now
+    assert_operator @timers.after("2.5") {}.time, :>=, before + 2.5
+  end
+
+  # --- compaction ---------------------------------------------------------------
+
+  def heap
+    @timers.instance_variable_get(:@heap)
+  end
+
+  def schedule_far(count)
+    Array.new(count) { |index| @timers.after(1000 + index) {} }
+  end
+
+  def test_cancelled_timers_are_compacted_once_many_and_most_of_the_heap
+    minimum = IO::Event::Timers::COMPACT_MINIMUM_COUNT
+    assert_equal 128, minimum
+    handles = schedule_far(300)
+    assert_equal 300, @timers.size
+    handles.last(200).each(&:cancel!)
+    assert_equal 100, @timers.size, "200 of 300 cancelled: compacted"
+    assert_predicate heap, :valid?
+    assert_in_delta 1000, @timers.wait_interval, 1
+  end
+
+  def test_a_few_cancelled_timers_stay_until_they_reach_the_top
+    handles = schedule_far(300)
+    @timers.size
+    handles.last(140).each(&:cancel!)
+    assert_equal 300, @timers.size, "140 of 300 is not more than half"
+    timers = IO::Event::Timers.new
+    small = Array.new(200) { |index| timers.after(1000 + index) {} }
+    timers.size
+    small.last(127).each(&:cancel!)
+    assert_equal 200, timers.size, "127 is under COMPACT_MINIMUM_COUNT"
+    small[0].cancel!
+    assert_equal 72, timers.size, "128 of 200: compacted"
+  end
+
+  def test_an_entirely_cancelled_heap_is_emptied
+    handles = schedule_far(5)
+    assert_equal 5, @timers.size
+    handles.each(&:cancel!)
+    assert_equal 0, @timers.size
+    assert_nil @timers.wait_interval
+  end
+
+  def test_cancelling_twice_or_before_the_heap_or_after_firing_counts_once
+    handles = schedule_far(200)
+    handles.first(10).each(&:cancel!) # before they joined the heap
+    assert_equal 190, @timers.size
+    fired = @timers.after(-1) { :fired }
+    @timers.fire
+    fired.cancel! # already left the heap
+    handles[10, 100].each { |handle| 2.times { handle.cancel! } }
+    assert_equal 190, @timers.size, "100 counted once each: below COMPACT_MINIMUM_COUNT"
+    handles[110, 28].each(&:cancel!)
+    assert_equal 62, @timers.size, "128 counted of 190: compacted"
+  end
+
+  def test_compaction_keeps_order_and_timers_scheduled_meanwhile
+    handles = schedule_far(300)
+    @timers.size
+    handles.each_with_index { |handle, index| handle.cancel! if index.odd? || index > 200 }
+    fired = []
+    late = @timers.after(-0.5) { fired << :late }
+    early = @timers.after(-1) { fired << :early }
+    early_cancelled = @timers.after(-2) { fired << :cancelled }
+    early_cancelled.cancel!
+    @timers.fire
+    assert_equal %i[early late], fired
+    assert_equal 101, @timers.size
+    assert_predicate heap, :valid?
   end
 
   def test_after_accepts_integers_and_rationals
