@@ -5,14 +5,30 @@ class IO
     # A self-pipe: any thread (or a signal handler) calls #signal, and the
     # selector that keeps #to_io in its read set wakes up. Used by the pure-Ruby
     # Select selector; the native selectors use an eventfd instead.
+    #
+    # Attached to a selector (.attach, as io-event's), a fiber of its own
+    # waits on the pipe through the selector's io_wait and drains it, so
+    # #signal wakes any selector. Closing the interrupt ends that fiber
+    # quietly: an IOError for the closed pipe never leaves it.
     class Interrupt
-      def initialize
+      # An interrupt whose fiber waits on +selector+ (started at once, from the
+      # selector's loop fiber).
+      def self.attach(selector)
+        new(selector)
+      end
+
+      def initialize(selector = nil)
         @input, @output = ::IO.pipe
         @input.binmode
         @output.binmode
         @output.sync = true
         @scratch = String.new(capacity: 4096)
+        @fiber = nil
+        attach(selector) if selector
       end
+
+      # The attached fiber, or nil.
+      attr_reader :fiber
 
       # The read end, to put in the IO.select read set.
       def to_io
@@ -52,6 +68,29 @@ class IO
 
       def closed?
         @input.closed?
+      end
+
+      private
+
+      def attach(selector)
+        @fiber = Fiber.new { drain_while_open(selector) }
+        @fiber.transfer
+      rescue Exception # rubocop:disable Lint/RescueException
+        close
+        raise
+      end
+
+      # The attached fiber's life: wait, drain, until the pipe is closed.
+      def drain_while_open(selector)
+        until closed?
+          begin
+            clear if selector.io_wait(@fiber, @input, ::IO::READABLE)
+          rescue IOError
+            break if closed? # Closed while waiting: the fiber just ends.
+
+            raise
+          end
+        end
       end
     end
 

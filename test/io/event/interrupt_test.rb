@@ -101,3 +101,52 @@ class InterruptTest < Minitest::Test
     [@interrupt.to_io].each { |io| assert io.close_on_exec? }
   end
 end
+
+require_relative "selector/all_selectors"
+
+# IO::Event::Interrupt.attach(selector): a fiber of the interrupt's own waits
+# on the pipe through the selector, so #signal wakes any selector; closing the
+# interrupt while that fiber waits leaks no IOError out of it.
+module AttachedInterruptContract
+  def attached
+    @attached = IO::Event.const_get(:Interrupt).attach(selector)
+  end
+
+  def teardown
+    @attached&.close
+    super
+  end
+
+  def test_signal_wakes_a_blocked_select_and_the_fiber_drains_the_pipe
+    interrupt = attached
+    assert interrupt.fiber.alive?
+    signaller = Thread.new do
+      sleep 0.05
+      interrupt.signal
+    end
+    started = monotonic
+    selector.select(5)
+    assert_operator monotonic - started, :<, 2, "the signal did not end select"
+    signaller.join
+    drive(timeout: 2) { IO.select([interrupt.to_io], nil, nil, 0).nil? }
+    assert interrupt.fiber.alive?, "the fiber must go on waiting"
+  end
+
+  def test_closing_while_the_fiber_waits_leaks_no_io_error
+    interrupt = attached
+    interrupt.close
+    5.times { selector.select(0.01) }
+    raise_fiber_errors
+    assert_predicate interrupt, :closed?
+  end
+
+  def test_closing_after_a_signal_leaks_no_io_error
+    interrupt = attached
+    interrupt.signal
+    interrupt.close
+    5.times { selector.select(0.01) }
+    assert_predicate interrupt, :closed?
+  end
+end
+
+AllSelectors.define("AttachedInterrupt", AttachedInterruptContract)
