@@ -2,6 +2,7 @@
 
 class IO
   module Event
-    VERSION = "1.19.0"
+    # The io-event release whose API and behaviour this matches.
+    VERSION = "1.19.4"
   end
 end

@@ -1,6 +1,8 @@
 # frozen_string_literal: true
 
+require_relative "../implementation"
 require_relative "../support"
+require_relative "nonblock"
 require_relative "../interrupt"
 require_relative "select/waiters"
 require_relative "select/transfer"
@@ -19,6 +21,8 @@ class IO
       # ends it (see #select_on_main_thread); otherwise it calls IO.select
       # directly. Children in #process_wait are polled (see there).
       class Select
+        IMPLEMENTATION = IO::Event::IMPLEMENTATION
+
         include Transfer
         include Wait
 
