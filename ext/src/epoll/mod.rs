@@ -132,7 +132,13 @@ impl EPoll {
         }
         let closed = rb_self.epoll.borrow_mut().take();
         if closed.is_some() {
-            rb_self.registry.borrow_mut().detach();
+            let mut registry = rb_self.registry.borrow_mut();
+            registry.detach();
+            // Descriptors the waits own (pidfds) go with the selector: their
+            // fibers are never resumed now.
+            for refs in registry.refs_mut() {
+                refs.owned = None;
+            }
         }
         drop(closed);
         rb_self.core.interrupt().close();

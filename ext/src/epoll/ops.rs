@@ -218,6 +218,8 @@ pub fn io_close(ruby: &Ruby, rb_self: This<EPoll>, descriptor: Value) -> Result<
 /// `IO::Event::Selector.process_wait`. Resumed by hand: `nil`.
 pub fn process_wait(ruby: &Ruby, rb_self: This<EPoll>, target: Value, pid: i32, flags: i32) -> Result<Value, Error> {
     let target = fiber::check(ruby, target)?;
+    rb_self.core.check_owner(ruby)?;
+    rb_self.open_kernel(ruby)?;
     if pid <= 0 {
         return delegate(ruby, pid, flags);
     }

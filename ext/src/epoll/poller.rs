@@ -35,17 +35,13 @@ pub fn ctl(epoll: RawFd, op: Op, fd: RawFd, mask: u32, data: u64) -> io::Result<
 }
 
 /// `epoll_wait` into `events`; returns how many were filled. `timeout_ms`
-/// -1 waits forever, 0 never blocks. EINTR is reported as zero events.
+/// -1 waits forever, 0 never blocks. EINTR is an `Interrupted` error.
 pub fn wait(epoll: RawFd, events: &mut [libc::epoll_event], timeout_ms: i32) -> io::Result<usize> {
     let capacity = i32::try_from(events.len()).unwrap_or(i32::MAX);
     // SAFETY: the kernel writes at most `capacity` entries into `events`.
     let count = unsafe { libc::epoll_wait(epoll, events.as_mut_ptr(), capacity, timeout_ms) };
     if count < 0 {
-        let error = io::Error::last_os_error();
-        if error.raw_os_error() == Some(libc::EINTR) {
-            return Ok(0);
-        }
-        return Err(error);
+        return Err(io::Error::last_os_error());
     }
     Ok(count as usize)
 }

@@ -297,6 +297,11 @@ impl<T> Registry<T> {
         self.descriptors.retain(|_, descriptor| !descriptor.waiters.is_empty());
     }
 
+    /// Every live waiter's refs, to change.
+    pub fn refs_mut(&mut self) -> impl Iterator<Item = &mut T> {
+        self.waiters.iter_mut().filter(|waiter| waiter.state != State::Free).filter_map(|waiter| waiter.refs.as_mut())
+    }
+
     /// Every live waiter's refs (for marking).
     pub fn refs(&self) -> impl Iterator<Item = &T> {
         self.waiters.iter().filter(|waiter| waiter.state != State::Free).filter_map(|waiter| waiter.refs.as_ref())

@@ -3,6 +3,7 @@
 //! held.
 
 use crate::ruby::receiver::This;
+use std::io;
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
@@ -19,10 +20,10 @@ const MAX_EVENTS: usize = 64;
 const NO_EVENT: libc::epoll_event = libc::epoll_event { events: 0, u64: 0 };
 
 impl EPoll {
-    /// One `epoll_wait`: without blocking when `timeout_ms` is 0, otherwise
+    /// One `epoll_wait`: without blocking when `timeout_ms` is zero, otherwise
     /// without the GVL and with `blocked` set, so that `wakeup`, signals,
     /// `Thread#raise` and `Thread#kill` end it (through the eventfd).
-    fn poll(&self, ruby: &Ruby, events: &mut [libc::epoll_event], timeout_ms: i32) -> Result<usize, Error> {
+    fn poll(&self, ruby: &Ruby, events: &mut [libc::epoll_event], timeout_ms: Option<Duration>) -> Result<usize, Error> {
         if self.core.is_forked() {
             return Err(error::io_error(ruby, "selector is closed (forked child)"));
         }
@@ -30,18 +31,23 @@ impl EPoll {
         let Some(epoll) = epoll_fd() else {
             return Err(error::io_error(ruby, "selector is closed"));
         };
-        let result = if timeout_ms == 0 {
-            poller::wait(epoll, events, 0)
+        let result = if timeout_ms == Some(Duration::ZERO) {
+            match poller::wait(epoll, events, 0) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(0),
+                other => other,
+            }
         } else {
             let wake_fd = self.core.interrupt().fd();
             // Looked up again before every wait: a trap handler served
             // between two waits may have closed the set (and its number may
             // name another file by now).
-            let waited = self.core.blocking(ruby, || match epoll_fd() {
-                Some(epoll) => nogvl::without_gvl(wake_fd, || poller::wait(epoll, &mut *events, timeout_ms)),
+            self.core.blocking(ruby, timeout_ms, |remaining| match epoll_fd() {
+                Some(epoll) => nogvl::without_gvl(wake_fd, || {
+                    poller::wait(epoll, &mut *events, poller::timeout_ms(remaining))
+                }),
                 None => Some(Ok(0)),
-            })?;
-            waited.unwrap_or(Ok(0))
+            })?
+            .map(|count| count.unwrap_or(0))
         };
         result.map_err(|e| error::from_io(ruby, e, "epoll_wait"))
     }
@@ -85,7 +91,7 @@ impl EPoll {
     }
 
     /// Collect with `timeout_ms`, then resume.
-    fn step(&self, ruby: &Ruby, timeout_ms: i32) -> Result<usize, Error> {
+    fn step(&self, ruby: &Ruby, timeout_ms: Option<Duration>) -> Result<usize, Error> {
         let mut events = [NO_EVENT; MAX_EVENTS];
         let count = self.poll(ruby, &mut events, timeout_ms)?;
         self.dispatch(&events[..count]);
@@ -103,10 +109,10 @@ pub fn select(ruby: &Ruby, rb_self: This<EPoll>, duration: Value) -> Result<usiz
     rb_self.open_kernel(ruby)?;
     rb_self.core.reset_idle();
     let ran = rb_self.core.flush_ready(ruby)?;
-    let mut handled = rb_self.step(ruby, 0)?;
+    let mut handled = rb_self.step(ruby, Some(Duration::ZERO))?;
     let idle = ran == 0 && handled == 0 && !rb_self.core.is_ready() && rb_self.registry.borrow().ready_len() == 0;
     if idle && timeout != Some(Duration::ZERO) {
-        handled = rb_self.step(ruby, poller::timeout_ms(timeout))?;
+        handled = rb_self.step(ruby, timeout)?;
     }
     Ok(handled)
 }

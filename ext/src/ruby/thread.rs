@@ -1,6 +1,6 @@
 //! Ruby's per-thread interrupts, as the blocking wait needs them.
 
-use magnus::{prelude::*, value::LazyId, Error, Ruby};
+use magnus::{prelude::*, rb_sys::AsRawValue, value::LazyId, Error, Ruby};
 
 static PENDING_INTERRUPT_P: LazyId = LazyId::new("pending_interrupt?");
 
@@ -10,6 +10,13 @@ static PENDING_INTERRUPT_P: LazyId = LazyId::new("pending_interrupt?");
 /// nothing would end it before the mask is lifted.
 pub fn has_pending_interrupt(ruby: &Ruby) -> Result<bool, Error> {
     ruby.class_thread().funcall(*PENDING_INTERRUPT_P, ())
+}
+
+/// Whether Ruby has flagged an interrupt for the current thread (a signal
+/// for a trap handler, `Thread#raise`, a time-slice switch). A plain read.
+pub fn is_interrupted(ruby: &Ruby) -> bool {
+    // SAFETY: reads the current thread's interrupt flag; we hold the GVL.
+    unsafe { rb_sys::rb_thread_interrupted(ruby.thread_current().as_raw()) != 0 }
 }
 
 /// Run Ruby's pending interrupts now: trap handlers, a thread switch, an

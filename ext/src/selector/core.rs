@@ -5,7 +5,8 @@
 use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Once;
-use std::time::Instant;
+use std::io;
+use std::time::{Duration, Instant};
 
 use magnus::{gc::Marker, prelude::*, rb_sys::AsRawValue, value::Opaque, Error, Ruby, Value};
 
@@ -89,7 +90,12 @@ impl Core {
     }
 
     /// Ring and epoll operations belong to the thread that made the selector.
+    /// A forked child's copy raises `IOError` (closed) whichever thread asks:
+    /// the owner thread does not exist in the child.
     pub fn check_owner(&self, ruby: &Ruby) -> Result<(), Error> {
+        if self.is_forked() {
+            return Err(error::io_error(ruby, "selector is closed (forked child)"));
+        }
         let owner = ruby.get_inner(self.state.borrow().owner_thread);
         if owner.as_raw() == ruby.thread_current().as_raw() {
             Ok(())
@@ -161,35 +167,54 @@ impl Core {
         Ok(ran)
     }
 
-    /// Block in `wait`, which releases the GVL (`nogvl::without_gvl`), with
-    /// `blocked` set so that `wakeup` from another thread knows to signal;
-    /// records the idle time. Returns `None` without blocking when an
-    /// interrupt is queued for the thread, even a masked one (io-event does
-    /// the same: `select` returns 0 and the interrupt is delivered when the
-    /// mask ends). `wait` returns `None` when Ruby had an interrupt flagged
-    /// and did not block at all: we then serve it here (a thread switch, a
-    /// trap handler, or `Thread#raise`/`#kill`, which propagate) with no
-    /// borrow held, and block again unless that made a fiber ready or left
-    /// a masked interrupt queued. So a time-slice switch never ends
-    /// `select(nil)`. `wait` must look the selector's state up afresh each
-    /// time: a trap handler served here may have closed it.
-    pub fn blocking<R>(&self, ruby: &Ruby, mut wait: impl FnMut() -> Option<R>) -> Result<Option<R>, Error> {
+    /// Block in `wait(remaining)`, which releases the GVL
+    /// (`nogvl::without_gvl`), with `blocked` set so that `wakeup` from
+    /// another thread knows to signal; records the idle time. `Ok(None)`
+    /// when it did not (finish) waiting: an interrupt is queued for the
+    /// thread, even a masked one (io-event does the same: `select` returns 0
+    /// and the interrupt is delivered when the mask ends), or serving one
+    /// made a fiber ready.
+    ///
+    /// `wait` returns `None` when Ruby had an interrupt flagged and did not
+    /// block at all, and an `Interrupted` error when a signal ended the wait
+    /// before anything happened. Either way the interrupt is served here (a
+    /// thread switch, a trap handler, or `Thread#raise`/`#kill`, which
+    /// propagate) with no borrow held, and the wait goes on for what is left
+    /// of `timeout`. So a time-slice switch never ends `select(nil)` early,
+    /// and a trap handler runs before `select` returns. `wait` must look the
+    /// selector's state up afresh each time: a handler may have closed it.
+    pub fn blocking<T>(
+        &self,
+        ruby: &Ruby,
+        timeout: Option<Duration>,
+        mut wait: impl FnMut(Option<Duration>) -> Option<io::Result<T>>,
+    ) -> Result<io::Result<Option<T>>, Error> {
         let start = Instant::now();
         loop {
             if thread::has_pending_interrupt(ruby)? {
                 self.idle.set(start.elapsed().as_secs_f64());
-                return Ok(None);
+                return Ok(Ok(None));
             }
+            let remaining = timeout.map(|timeout| timeout.saturating_sub(start.elapsed()));
             self.blocked.store(true, Ordering::SeqCst);
-            let result = wait();
+            let result = wait(remaining);
             self.blocked.store(false, Ordering::SeqCst);
             self.idle.set(start.elapsed().as_secs_f64());
-            if result.is_some() || self.is_ready() {
-                return Ok(result);
+            match result {
+                Some(Err(error)) if error.kind() == io::ErrorKind::Interrupted => {}
+                Some(result) => {
+                    // A trap handler whose signal arrived meanwhile runs now,
+                    // rather than at some later safepoint.
+                    if thread::is_interrupted(ruby) {
+                        thread::check_interrupts()?;
+                    }
+                    return Ok(result.map(Some));
+                }
+                None => {}
             }
             thread::check_interrupts()?;
-            if self.is_ready() {
-                return Ok(None);
+            if self.is_ready() || remaining == Some(Duration::ZERO) {
+                return Ok(Ok(None));
             }
         }
     }
@@ -204,7 +229,8 @@ impl Core {
 
     /// From any thread: end a blocking `select`. False when not blocked.
     pub fn wakeup(&self) -> bool {
-        if self.blocked.load(Ordering::SeqCst) {
+        // A forked child inherits `blocked` as it was in the parent's thread.
+        if self.blocked.load(Ordering::SeqCst) && !self.is_forked() {
             self.interrupt.signal();
             true
         } else {

@@ -241,7 +241,8 @@ impl Ring {
     }
 
     /// Block until at least one completion, or `timeout`. Runs without the GVL:
-    /// touches nothing but the ring. ETIME, EINTR and EBUSY all just return.
+    /// touches nothing but the ring. ETIME and EBUSY just return; EINTR (a
+    /// signal, before anything completed) returns an `Interrupted` error.
     pub fn wait(&mut self, timeout: Option<Duration>) -> io::Result<()> {
         let result = match timeout {
             None => self.uring.submit_and_wait(1),
@@ -264,7 +265,7 @@ impl Ring {
         match result {
             Ok(_) => Ok(()),
             Err(error) => match error.raw_os_error() {
-                Some(libc::ETIME) | Some(libc::EINTR) | Some(libc::EBUSY) | Some(libc::EAGAIN) => Ok(()),
+                Some(libc::ETIME) | Some(libc::EBUSY) | Some(libc::EAGAIN) => Ok(()),
                 _ => Err(error),
             },
         }

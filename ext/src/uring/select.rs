@@ -101,7 +101,7 @@ impl URing {
 
     fn block(&self, ruby: &Ruby, timeout: Option<Duration>) -> Result<(), Error> {
         let wake_fd = self.core.interrupt().fd();
-        let waited = self.core.blocking(ruby, || {
+        let waited = self.core.blocking(ruby, timeout, |remaining| {
             // Borrowed only while blocked: never while Ruby serves an interrupt.
             let mut ring = self.ring.borrow_mut();
             let Some(ring) = ring.as_mut() else {
@@ -110,9 +110,9 @@ impl URing {
             if let Err(error) = ring.arm_wakeup() {
                 return Some(Err(error));
             }
-            nogvl::without_gvl(wake_fd, || ring.wait(timeout))
+            nogvl::without_gvl(wake_fd, || ring.wait(remaining))
         })?;
-        waited.unwrap_or(Ok(())).map_err(|e| error::from_io(ruby, e, "io_uring_enter"))
+        waited.map(drop).map_err(|e| error::from_io(ruby, e, "io_uring_enter"))
     }
 }
 

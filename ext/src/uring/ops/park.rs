@@ -141,6 +141,11 @@ impl URing {
         let _ = self.reap(ruby);
         while self.slots.borrow().state(handle) == Lifecycle::Pending {
             let waited = self.with_ring(ruby, |ring| ring.wait(Some(std::time::Duration::from_millis(100))));
+            let waited = match waited {
+                // A signal: the op is still in flight; go on waiting.
+                Ok(Err(error)) if error.kind() == std::io::ErrorKind::Interrupted => Ok(Ok(())),
+                other => other,
+            };
             if !matches!(waited, Ok(Ok(()))) || self.reap(ruby).is_err() {
                 // The ring is gone or failing: nothing will complete any more.
                 break;

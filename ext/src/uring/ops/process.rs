@@ -17,6 +17,8 @@ use crate::uring::{Payload, SlotRefs, URing};
 
 pub fn process_wait(ruby: &Ruby, rb_self: This<URing>, target: Value, pid: i32, flags: i32) -> Result<Value, Error> {
     let target = fiber::check(ruby, target)?;
+    rb_self.core.check_owner(ruby)?;
+    rb_self.with_ring(ruby, |_| ())?;
     if pid <= 0 {
         // Any child, or a process group: a helper thread does it.
         let selector: RModule = ruby.eval("IO::Event::Selector")?;
