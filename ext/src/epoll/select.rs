@@ -25,10 +25,10 @@ impl EPoll {
         if self.core.is_forked() {
             return Err(error::io_error(ruby, "selector is closed (forked child)"));
         }
+        self.prepare();
         // Not borrowed across the wait: a trap handler served while blocking
         // may close the selector.
-        let epoll = self.epoll.borrow().as_ref().map(AsRawFd::as_raw_fd);
-        let Some(epoll) = epoll else {
+        let Some(epoll) = self.epoll.borrow().as_ref().map(AsRawFd::as_raw_fd) else {
             return Err(error::io_error(ruby, "selector is closed"));
         };
         let result = if timeout_ms == 0 {
@@ -46,14 +46,13 @@ impl EPoll {
     /// Record the events: ready waiters go on the registry's ready list; the
     /// wake-up eventfd is read empty.
     fn dispatch(&self, events: &[libc::epoll_event]) {
-        let kernel = self.kernel();
         let mut registry = self.registry.borrow_mut();
         for event in events {
             let (data, revents) = (event.u64, event.events);
             if data == WAKEUP_DATA {
                 self.core.interrupt().clear();
             } else {
-                registry.dispatch(data, revents, &kernel);
+                registry.dispatch(data, revents);
             }
         }
     }
@@ -72,7 +71,7 @@ impl EPoll {
             let target = ruby.get_inner(target);
             if !fiber::is_alive(target)? {
                 // Nobody will ever take this slot: free it here.
-                let taken = self.registry.borrow_mut().take(id, &self.kernel());
+                let taken = self.registry.borrow_mut().take(id);
                 drop(taken);
                 continue;
             }
