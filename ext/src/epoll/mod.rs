@@ -4,6 +4,7 @@
 //! calls), the loop step in `select.rs`, the bookkeeping of who waits on what
 //! in `registry.rs` (and `waiters.rs`), and the epoll calls in `poller.rs`.
 
+mod by_number;
 mod nonblock;
 mod ops;
 mod poller;

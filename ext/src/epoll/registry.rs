@@ -43,10 +43,11 @@
 //! The registry never talks to Ruby; the kernel is reached through the
 //! `Interest` trait so the bookkeeping can be tested without an epoll set.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::io;
 use std::os::fd::RawFd;
 
+use super::by_number::ByNumber;
 pub use super::waiters::WaiterId;
 use super::waiters::{State, Waiters};
 use crate::selector::events;
@@ -117,7 +118,7 @@ impl<A> Default for Descriptor<A> {
 /// compared to tell whether a kept entry is still the right one.
 pub struct Registry<T, A> {
     waiters: Waiters<T>,
-    descriptors: HashMap<RawFd, Descriptor<A>>,
+    descriptors: ByNumber<Descriptor<A>>,
     /// Waiters made ready whose fibers the loop has not resumed yet, in order.
     ready: VecDeque<WaiterId>,
     /// Descriptors whose entry may be wider than their waiters need.
@@ -131,7 +132,7 @@ impl<T, A> Default for Registry<T, A> {
     fn default() -> Self {
         Registry {
             waiters: Waiters::default(),
-            descriptors: HashMap::new(),
+            descriptors: ByNumber::default(),
             ready: VecDeque::new(),
             dirty: Vec::new(),
             stale: false,
@@ -162,7 +163,7 @@ impl<T, A: Copy + PartialEq> Registry<T, A> {
         kernel: &impl Interest,
     ) -> io::Result<WaiterId> {
         let id = self.waiters.insert(fd, wanted & WAITABLE, refs);
-        let descriptor = self.descriptors.entry(fd).or_default();
+        let descriptor = self.descriptors.entry_or_default(fd);
         descriptor.waiters.push(id);
         let mask = events::to_poll(self.waiters.union(&descriptor.waiters));
         let confirmed = anchor.is_some() && descriptor.anchor == anchor;
@@ -276,7 +277,7 @@ impl<T, A: Copy + PartialEq> Registry<T, A> {
     pub fn rebuild(&mut self, kernel: &impl Interest) {
         self.stale = false;
         self.dirty.clear();
-        let fds: Vec<RawFd> = self.descriptors.keys().copied().collect();
+        let fds: Vec<RawFd> = self.descriptors.keys().collect();
         for fd in fds {
             let Some(descriptor) = self.descriptors.get_mut(&fd) else {
                 continue;
@@ -313,7 +314,7 @@ impl<T, A: Copy + PartialEq> Registry<T, A> {
     pub fn detach(&mut self) {
         self.stale = false;
         self.dirty.clear();
-        self.descriptors.retain(|_, descriptor| {
+        self.descriptors.retain(|descriptor| {
             *descriptor = Descriptor { waiters: std::mem::take(&mut descriptor.waiters), ..Descriptor::default() };
             !descriptor.waiters.is_empty()
         });
