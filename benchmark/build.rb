@@ -5,8 +5,8 @@
 # By default the one built into lib/ (lib/io_event_uring/<abi>/io_event_uring.so).
 # IO_EVENT_BENCH_SO names another: either a .so file, or a directory laid out like
 # lib/ (one that holds io_event_uring/<abi>/io_event_uring.so). The Ruby half
-# (lib/io/event/*.rb) always comes from this checkout; only the native library
-# changes. This is how "before" and "after" builds are measured in one run:
+# (lib/io/event/*.rb) comes from this checkout, copied when the run starts, the same
+# for every build; only the native library differs. This is how "before" and "after" builds are measured in one run:
 #
 #   IO_EVENT_BENCH_SO=/work/baseline/io_event_uring.so ruby benchmark/selector/all.rb
 #
@@ -42,14 +42,19 @@ module BenchBuild
     snapshot(path)
   end
 
-  # Copies the .so at +path+ into a new directory laid out like lib/ and returns that
-  # directory. A copy, so a rebuild of the original during a run changes nothing.
-  # The directory is removed when the process that made it exits.
+  # Copies the .so at +path+, and the Ruby half of lib/ as it is now, into a new
+  # directory laid out like lib/ and returns that directory. Copies, so that a rebuild
+  # or an edit of lib/ during a run changes nothing: every build measured in one run
+  # runs the same Ruby code. The directory is removed when the process that made it
+  # exits.
   def snapshot(path, label = "so")
     dir = Dir.mktmpdir("io-event-bench-#{label}-")
     target = File.join(dir, RELATIVE)
     FileUtils.mkdir_p(File.dirname(target))
     FileUtils.cp(path, target)
+    FileUtils.mkdir_p(File.join(dir, "io"))
+    FileUtils.cp(File.join(LIB, "io/event.rb"), File.join(dir, "io/event.rb"))
+    FileUtils.cp_r(File.join(LIB, "io/event"), File.join(dir, "io"))
     owner = Process.pid
     at_exit { FileUtils.rm_rf(dir) if Process.pid == owner }
     dir

@@ -60,7 +60,8 @@ module BenchCountsMain
     puts "(valgrind is not installed: no instruction counts)" if args[:callgrind] && !callgrind
     $stdout.flush
     options = BenchCounts::Options.new(builds: builds, selectors: args[:selectors], strace: true,
-                                       callgrind: callgrind, timing: args[:timing], rounds: args[:rounds])
+                                       callgrind: callgrind, timing: args[:timing], rounds: args[:rounds],
+                                       log: ->(line) { puts line; $stdout.flush })
     figures, failures = BenchCounts.measure(options)
     puts
     puts BenchResults.text_table(figures)
@@ -87,6 +88,7 @@ module BenchCountsMain
     puts "check against the \"#{data['check_against']}\" column of benchmark/results.json " \
          "(fail when measured > max(recorded + absolute, recorded x (1 + relative)); margins there):"
     rows.each do |selector, metric, recorded, value, limit, ok|
+      recorded, value = [recorded, value].map { |v| v.abs < 0.005 ? 0.0 : v }
       puts format("  %-4s %-7s %-40s recorded %10.2f  measured %10.2f  limit %10.2f",
                   ok ? "ok" : "FAIL", selector, metric, recorded, value, limit)
     end

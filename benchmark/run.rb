@@ -124,7 +124,8 @@ module BenchmarkRun
     $stdout.flush
     selectors = (options.selectors || BenchCounts::SELECTORS) & BenchCounts::SELECTORS
     run_options = BenchCounts::Options.new(builds: builds, selectors: selectors, strace: true,
-                                           callgrind: options.callgrind, timing: true, rounds: options.rounds)
+                                           callgrind: options.callgrind, timing: true, rounds: options.rounds,
+                                           log: ->(line) { puts line; $stdout.flush })
     measured, failures = BenchCounts.measure(run_options)
     measured.each { |label, by_selector| by_selector.each { |s, values| figures[label][s].merge!(values) } }
     failures

@@ -30,6 +30,8 @@ Warning[:experimental] = false
 
 module BenchProbe
   WARMUP = 200
+  # A ping-pong that has not finished by then lost a wake-up (callgrind included).
+  STALL_SECONDS = 240
 
   module_function
 
@@ -78,8 +80,11 @@ module BenchProbe
       ping = Fiber.new { runner.call(selector, left, count, true); done = 1 }
       selector.push(serve)
       selector.push(ping)
-      selector.select(1) while done.zero?
-      selector.select(0) while serve.alive?
+      give_up = now_ns + STALL_SECONDS * 1_000_000_000
+      while done.zero? || serve.alive?
+        selector.select(done.zero? ? 1 : 0)
+        raise "ping-pong stalled: no progress for #{STALL_SECONDS}s (a lost wake-up?)" if now_ns > give_up
+      end
     end
   end
 

@@ -35,12 +35,26 @@ module BenchTools
 
   class Failure < StandardError; end
 
-  # Runs +command+ (with +env+) and returns its stdout; raises Failure if it fails.
+  # No single measured run takes this long unless a selector lost a wake-up.
+  TIMEOUT = 300
+
+  # Runs +command+ (with +env+) and returns its stdout; raises Failure if it fails or
+  # runs for more than TIMEOUT seconds (coreutils' timeout kills it).
   def run(env, command, what)
+    command = ["timeout", "-s", "KILL", TIMEOUT.to_s, *command] if which("timeout")
     stdout, stderr, status = Open3.capture3(env, *command)
-    raise Failure, "#{what} failed (#{status}): #{stderr.lines.last(3).join.strip[0, 600]}" unless status.success?
+    if status.signaled? || status.exitstatus == 137
+      raise Failure, "#{what} did not finish within #{TIMEOUT}s (#{status})"
+    end
+    raise Failure, "#{what} failed (#{status}): #{telling(stderr)}" unless status.success?
 
     stdout
+  end
+
+  # The lines of a failed child's stderr that say what went wrong.
+  def telling(stderr)
+    lines = stderr.lines.map(&:strip).reject(&:empty?)
+    (lines.grep(/Error|\[BUG\]|error/).first(2) + lines.last(1)).uniq.join(" | ")[0, 600]
   end
 
   # [{syscall => calls}, stdout] of +command+ under `strace -f -c`.

@@ -1,12 +1,16 @@
 //! `IO::Event::Selector::EPoll`: the Ruby class, its state, and the methods
 //! that need nothing but that state (`new`, `close`, `closed?`). Waiting and
-//! I/O are in `ops.rs`, the loop step in `select.rs`, the bookkeeping of
-//! who waits on what in `registry.rs`, and the system calls in `poller.rs`.
+//! I/O are in `ops.rs` (with `nonblock.rs` for the non-blocking system
+//! calls), the loop step in `select.rs`, the bookkeeping of who waits on what
+//! in `registry.rs` (and `waiters.rs`), and the epoll calls in `poller.rs`.
 
+mod by_number;
+mod nonblock;
 mod ops;
 mod poller;
 pub mod registry;
 mod select;
+mod waiters;
 
 use crate::ruby::receiver::This;
 use std::cell::RefCell;
@@ -14,8 +18,8 @@ use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use magnus::{
-    function, gc::Marker, method, prelude::*, typed_data::DataTypeFunctions, value::Opaque, Error, RModule, Ruby,
-    TypedData, Value,
+    function, gc::Marker, method, prelude::*, rb_sys::AsRawValue, typed_data::DataTypeFunctions, value::Opaque, Error,
+    RModule, Ruby, TypedData, Value,
 };
 
 use self::registry::{Interest, Op, Registry};
@@ -34,6 +38,26 @@ pub struct WaiterRefs {
     owned: Option<OwnedFd>,
 }
 
+/// The IO object a waiter waits through, as the registry compares it (by
+/// address) and keeps it (marked) while it vouches for a kept registration.
+#[derive(Clone, Copy)]
+pub struct Anchor {
+    address: u64,
+    io: Opaque<Value>,
+}
+
+impl Anchor {
+    fn new(io: Value) -> Anchor {
+        Anchor { address: io.as_raw(), io: io.into() }
+    }
+}
+
+impl PartialEq for Anchor {
+    fn eq(&self, other: &Anchor) -> bool {
+        self.address == other.address
+    }
+}
+
 #[derive(TypedData)]
 #[magnus(class = "IO::Event::Selector::EPoll", free_immediately, size, mark)]
 pub struct EPoll {
@@ -43,7 +67,9 @@ pub struct EPoll {
     /// stay borrowed while the GVL is released.
     epoll: RefCell<Option<OwnedFd>>,
     /// Waiters by descriptor. Never borrowed across a fiber switch or a Ruby call.
-    registry: RefCell<Registry<WaiterRefs>>,
+    registry: RefCell<Registry<WaiterRefs, Anchor>>,
+    /// How reads and writes reach each descriptor (see `nonblock.rs`).
+    routes: RefCell<nonblock::Routes>,
 }
 
 impl Backend for EPoll {
@@ -62,6 +88,9 @@ impl DataTypeFunctions for EPoll {
                 if let Some(io) = refs.io {
                     marker.mark(io);
                 }
+            }
+            for anchor in registry.anchors() {
+                marker.mark(anchor.io);
             }
         }
     }
@@ -84,12 +113,35 @@ impl Interest for Kernel {
 impl EPoll {
     fn new(ruby: &Ruby, loop_fiber: Value) -> Result<EPoll, Error> {
         let core = Core::new(ruby, loop_fiber)?;
-        let epoll = poller::create().map_err(|e| error::from_io(ruby, e, "epoll_create1"))?;
-        // The wake-up eventfd stays registered, level-triggered, for the life
-        // of the set; `select` reads it empty whenever it reports.
-        poller::ctl(epoll.as_raw_fd(), Op::Add, core.interrupt().fd(), libc::EPOLLIN as u32, registry::WAKEUP_DATA)
-            .map_err(|e| error::from_io(ruby, e, "epoll_ctl"))?;
-        Ok(EPoll { core, epoll: RefCell::new(Some(epoll)), registry: RefCell::new(Registry::default()) })
+        let epoll = new_set(core.interrupt().fd()).map_err(|e| error::from_io(ruby, e, "epoll"))?;
+        Ok(EPoll {
+            core,
+            epoll: RefCell::new(Some(epoll)),
+            registry: RefCell::new(Registry::default()),
+            routes: RefCell::default(),
+        })
+    }
+
+    /// Before each `epoll_wait`: bring the kernel in line with the waiters
+    /// (`Registry::reconcile`), or, after an event from an entry we can no
+    /// longer reach, move the waiters to a fresh set (`Registry::rebuild`);
+    /// the old set, and the stale entry with it, is closed. If no fresh set
+    /// can be made (descriptors exhausted), the old one stays and the next
+    /// wait tries again.
+    fn prepare(&self) {
+        let kernel = self.kernel();
+        let Kernel(Some(_)) = kernel else {
+            return;
+        };
+        let mut registry = self.registry.borrow_mut();
+        if registry.is_stale() {
+            if let Ok(fresh) = new_set(self.core.interrupt().fd()) {
+                registry.rebuild(&Kernel(Some(fresh.as_raw_fd())));
+                *self.epoll.borrow_mut() = Some(fresh);
+                return;
+            }
+        }
+        registry.reconcile(&kernel);
     }
 
     /// The epoll set for the registry, or a no-op stand-in when closed/forked.
@@ -144,6 +196,15 @@ impl EPoll {
         rb_self.core.interrupt().close();
         Ok(())
     }
+}
+
+/// A new epoll set with the wake-up eventfd in it. The eventfd stays
+/// registered, level-triggered, for the life of the set; `select` reads it
+/// empty whenever it reports.
+fn new_set(wake_fd: RawFd) -> io::Result<OwnedFd> {
+    let epoll = poller::create()?;
+    poller::ctl(epoll.as_raw_fd(), Op::Add, wake_fd, libc::EPOLLIN as u32, registry::WAKEUP_DATA)?;
+    Ok(epoll)
 }
 
 pub fn init(ruby: &Ruby, selector_module: RModule) -> Result<(), Error> {

@@ -7,17 +7,18 @@
 //! back by. A waiter that leaves without its event (an exception, a resume
 //! by hand) is unlinked and the registration narrowed before the fiber goes
 //! on, so no later event can resume it. Reads and writes are plain
-//! non-blocking system calls made by the fiber itself: the kernel never holds
-//! the caller's buffer past the call, so there is nothing to cancel.
+//! non-blocking system calls made by the fiber itself (`nonblock.rs`): the
+//! kernel never holds the caller's buffer past the call, so there is nothing
+//! to cancel.
 
 use crate::ruby::receiver::This;
 use std::os::fd::{AsRawFd, RawFd};
 
 use magnus::{prelude::*, rb_sys::AsRawValue, Error, Integer, IntoValue, RModule, Ruby, Value};
 
+use super::nonblock::{Channel, Route};
 use super::registry::Outcome;
-use super::{EPoll, WaiterRefs};
-use crate::ruby::buffer::BufferAccess;
+use super::{Anchor, EPoll, WaiterRefs};
 use crate::ruby::{error, fiber, io};
 use crate::selector::events;
 use crate::selector::transfer_loop::{self, Call, Transfer};
@@ -40,10 +41,8 @@ impl EPoll {
     fn park(&self, ruby: &Ruby, fd: RawFd, wanted: i32, refs: WaiterRefs) -> Result<Parked, Error> {
         self.core.check_owner(ruby)?;
         let kernel = self.open_kernel(ruby)?;
-        // The IO's address tells waiters through the same object apart from
-        // others on the same number (see registry.rs); it is never used as a VALUE.
-        let identity = refs.io.map_or(0, |io| ruby.get_inner(io).as_raw());
-        let added = self.registry.borrow_mut().add(fd, wanted, identity, refs, &kernel);
+        let anchor = refs.io.map(|io| Anchor::new(ruby.get_inner(io)));
+        let added = self.registry.borrow_mut().add(fd, wanted, anchor, refs, &kernel);
         let id = match added {
             Ok(id) => id,
             Err(e) if e.raw_os_error() == Some(libc::EPERM) => return Ok(Parked::Unpollable),
@@ -52,8 +51,7 @@ impl EPoll {
 
         let switched = fiber::transfer(self.core.loop_fiber(ruby), &[]);
 
-        let kernel = self.kernel();
-        let taken = self.registry.borrow_mut().take(id, &kernel);
+        let taken = self.registry.borrow_mut().take(id);
         let (outcome, refs) = match taken {
             Some((outcome, refs)) => (outcome, Some(refs)),
             None => (Outcome::Cancelled, None),
@@ -61,7 +59,7 @@ impl EPoll {
         if refs.as_ref().is_some_and(|refs| refs.owned.is_some()) {
             // Our own descriptor (a pidfd), about to be closed: delete its
             // registration while the number still names it.
-            self.registry.borrow_mut().forget(fd, &kernel);
+            self.registry.borrow_mut().forget(fd, &self.kernel());
         }
         drop(refs);
         switched?;
@@ -106,11 +104,16 @@ pub fn io_wait(ruby: &Ruby, rb_self: This<EPoll>, target: Value, io: Value, even
 struct EPollIo<'a> {
     ruby: &'a Ruby,
     selector: &'a EPoll,
+    channel: Channel,
 }
 
 impl transfer_loop::Backend for EPollIo<'_> {
     fn attempt(&self, op: &Transfer, base: *mut u8, len: usize, position: Option<u64>) -> Result<isize, Error> {
-        Ok(attempt(op.fd, op.access, base, len, position))
+        let (result, changed) = self.channel.attempt(op.access, base, len, position);
+        if let Some(route) = changed {
+            self.selector.routes.borrow_mut().set(op.fd, op.io.as_raw(), route);
+        }
+        Ok(result)
     }
 
     /// Park until ready. Resumed by hand, the loop just tries again (and
@@ -124,67 +127,20 @@ impl transfer_loop::Backend for EPollIo<'_> {
     }
 }
 
-/// One non-blocking read(2)/write(2)/pread(2)/pwrite(2): bytes moved or
-/// `-errno`. The kernel is done with the buffer when it returns.
-fn attempt(fd: RawFd, access: BufferAccess, base: *mut u8, len: usize, at: Option<u64>) -> isize {
-    let len = len.min(isize::MAX as usize);
-    let at = match at.map(libc::off_t::try_from) {
-        None => None,
-        Some(Ok(at)) => Some(at),
-        Some(Err(_)) => return -(libc::EINVAL as isize),
-    };
-    loop {
-        // SAFETY: `base..base+len` lies inside the locked buffer that the
-        // transfer loop holds for the duration of this call.
-        let result = unsafe {
-            match (access, at) {
-                (BufferAccess::Fill, None) => libc::read(fd, base.cast(), len),
-                (BufferAccess::Fill, Some(at)) => libc::pread(fd, base.cast(), len, at),
-                (BufferAccess::Drain, None) => libc::write(fd, base.cast(), len),
-                (BufferAccess::Drain, Some(at)) => libc::pwrite(fd, base.cast(), len, at),
-            }
-        };
-        if result >= 0 {
-            return result;
-        }
-        let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO);
-        if errno != libc::EINTR {
-            return -(errno as isize);
-        }
-    }
-}
-
-/// Set O_NONBLOCK on `fd` if it is not set; returns the flags to put back.
-/// (Ruby makes pipes and sockets non-blocking already; files, ttys and
-/// inherited descriptors may not be.) A failure leaves the descriptor alone:
-/// the attempt then reports whatever is wrong with it.
-fn set_nonblock(fd: RawFd) -> Option<libc::c_int> {
-    // SAFETY: fcntl with F_GETFL takes no pointer.
-    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
-    if flags < 0 || flags & libc::O_NONBLOCK != 0 {
-        return None;
-    }
-    // SAFETY: as above, F_SETFL with an integer.
-    let set = unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) };
-    (set == 0).then_some(flags)
-}
-
 impl transfer_loop::Io for EPoll {
     fn transfer(&self, ruby: &Ruby, call: Call) -> Result<i64, Error> {
         self.open_kernel(ruby)?;
         let io = call.io;
-        // A closed IO is reported by `run`, unless there is nothing to move.
-        let fd = io::descriptor(ruby, io).ok();
-        let restore = fd.and_then(set_nonblock);
-        let result = transfer_loop::run(ruby, &EPollIo { ruby, selector: self }, call);
-        if let (Some(flags), Some(fd)) = (restore, fd) {
-            // Only if `io` still names the same descriptor: a fiber may have
-            // closed it meanwhile, and the number may be someone else's now.
-            if io::descriptor(ruby, io).ok() == Some(fd) {
-                // SAFETY: F_SETFL with an integer; errors are harmless here.
-                unsafe { libc::fcntl(fd, libc::F_SETFL, flags) };
-            }
-        }
+        // A closed IO is reported by `run` (unless there is nothing to move),
+        // before the channel is ever used.
+        let fd = io::descriptor(ruby, io).unwrap_or(-1);
+        let route = match call.position {
+            None if fd >= 0 => self.routes.borrow_mut().get(fd, io.as_raw()),
+            _ => Route::Plain,
+        };
+        let backend = EPollIo { ruby, selector: self, channel: Channel::new(fd, route) };
+        let result = transfer_loop::run(ruby, &backend, call);
+        backend.channel.finish(|| io::descriptor(ruby, io).ok() == Some(fd));
         result
     }
 }

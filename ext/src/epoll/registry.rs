@@ -1,44 +1,55 @@
 //! Who waits on which descriptor, and the epoll registration that adds up to.
 //!
-//! Several fibers may wait on one descriptor for different events. Each
-//! waiter gets a slot addressed by a `WaiterId` (index + generation, as in
-//! `ready_queue.rs`), so the waiting fiber's stack only holds a `Copy` id and
-//! a stale id can never reach a reused slot. Per descriptor we keep the ids of
-//! its waiters (oldest first) and what is registered in the kernel.
+//! Several fibers may wait on one descriptor for different events; each has
+//! a slot in `waiters.rs`. Per descriptor number we keep its waiters (oldest
+//! first) and what we know of the kernel's entry for the file behind it.
 //!
-//! Registrations are level-triggered and one-shot (`EPOLLONESHOT`):
-//! - Level-triggered, so arming a descriptor that is already ready reports it
-//!   at once (no lost wake-up for data that arrived before the wait).
-//! - One-shot, because a registration can outlive our knowledge of it: epoll
-//!   keys an entry on (descriptor number, open file), and the entry goes away
-//!   only when the last reference to the file is closed. If an IO is closed
-//!   while a dup of it lives on (another IO, a forked child), its entry stays
-//!   in the set and cannot be named any more (`EPOLL_CTL_DEL` on the number
-//!   now reaches the new file). A level-triggered stale entry would report
-//!   forever and spin the loop; a one-shot one reports at most once, and the
-//!   tag in its `data` (below) tells us to ignore that report.
-//!   After delivering an event the kernel disarms the entry but keeps it, so
-//!   the next wait on that descriptor costs a single `EPOLL_CTL_MOD`.
+//! Registrations are level-triggered and kept while they are in use:
+//! - Level-triggered, so a descriptor that is already ready when a fiber
+//!   starts to wait is reported at the next `epoll_wait` (no lost wake-up),
+//!   whether the entry is new or was kept from an earlier wait.
+//! - Kept: when the last waiter of a descriptor is made ready, its entry
+//!   stays until the loop is about to wait again (`reconcile`). A fiber that
+//!   waits on the same IO again in the slice it was resumed for (a reader
+//!   reading until `EAGAIN` and waiting, a ping-pong) finds it armed and costs
+//!   no system call. At `reconcile`, entries are narrowed to what their
+//!   waiters still want and deleted when nobody waits, so a level-triggered
+//!   entry never reports to nobody (which would wake the loop for nothing).
 //!
-//! `data` of every registration is `tag << 32 | fd`. The tag changes whenever
-//! we create a new kernel entry for a descriptor number, so an event from an
-//! earlier entry for the same number (a previous file) is recognised as stale.
-//!
-//! Whether a descriptor number still names the file we registered is only
-//! known to the kernel, so every change goes through `epoll_ctl` (MOD fails
-//! with ENOENT for a new file, ADD with EEXIST for a known one). The one
-//! shortcut, skipping the call when the entry is already armed for what a
-//! new waiter wants, is taken only when one of the current waiters waits on
-//! the same IO object (`identity`): their IOs are alive (marked), so that IO
-//! cannot have been closed and its number reused underneath.
+//! An entry names a file, not a number: it lives until the last reference to
+//! the file is closed. If an IO is closed behind our back (`IO#close`, not
+//! `io_close`) while a dup lives on (a forked child, another IO), its entry
+//! stays in the set and can no longer be reached (`epoll_ctl` on the number
+//! now names another file, or nothing), and a level-triggered stale entry
+//! would report forever. So:
+//! - `data` is `tag << 32 | fd`, the tag new for every entry we create; an
+//!   event whose tag is not that of the number's current entry comes from an
+//!   entry we cannot reach. Every entry we can reach reports the `data` we
+//!   last gave it, and nothing changes the entries between an `epoll_wait`
+//!   and the dispatch of its events, so this test has no false positives.
+//! - Such an event marks the set `stale`; before the next wait the owner
+//!   builds a fresh set and re-registers the live waiters (`rebuild`). A
+//!   stale entry thus wakes the loop once, not forever; this only happens
+//!   after a close behind our back while a dup keeps the file open.
+//! - Skipping `epoll_ctl` for a new waiter requires proof that the number
+//!   still names the file of the entry: the waiter waits through the same IO
+//!   object (`anchor`) the entry was last confirmed through, and that object
+//!   is open (the caller got a descriptor from it). The registry keeps the
+//!   anchor alive (the owner marks it) while it holds it, so its address is
+//!   never another object's. Any other waiter (another IO on the number, a
+//!   raw descriptor) asks the kernel: MOD fails with ENOENT for a file that
+//!   has no entry, ADD with EEXIST for one that has.
 //!
 //! The registry never talks to Ruby; the kernel is reached through the
 //! `Interest` trait so the bookkeeping can be tested without an epoll set.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::io;
 use std::os::fd::RawFd;
 
+use super::by_number::ByNumber;
+pub use super::waiters::WaiterId;
+use super::waiters::{State, Waiters};
 use crate::selector::events;
 
 /// `data` of the wake-up eventfd's registration. No registration of a
@@ -56,7 +67,6 @@ const _: () = {
 };
 
 const FAILED: u32 = (libc::EPOLLERR | libc::EPOLLHUP) as u32;
-const ONESHOT: u32 = libc::EPOLLONESHOT as u32;
 const WAITABLE: i32 = events::READABLE | events::PRIORITY | events::WRITABLE;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,13 +81,6 @@ pub trait Interest {
     fn ctl(&self, op: Op, fd: RawFd, mask: u32, data: u64) -> io::Result<()>;
 }
 
-/// A waiter's slot, named by index and generation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct WaiterId {
-    index: u32,
-    generation: u32,
-}
-
 /// How a wait ended, as seen by the waiter when it takes its slot back.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -87,54 +90,52 @@ pub enum Outcome {
     Cancelled,
 }
 
+/// The kernel entry we created for the file behind a number.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum State {
-    Free,
-    Waiting,
-    Ready(i32),
+struct Entry {
+    tag: u32,
+    mask: u32,
 }
 
-struct Waiter<T> {
-    generation: u32,
-    state: State,
-    fd: RawFd,
-    wanted: i32,
-    /// Which object the waiter waits through (an IO's address), 0 for none.
-    identity: u64,
-    refs: Option<T>,
-}
-
-#[derive(Default)]
-struct Descriptor {
+struct Descriptor<A> {
     /// Waiters still waiting, oldest first.
     waiters: Vec<WaiterId>,
-    /// True while we believe the kernel holds an entry we created for this
-    /// number (armed or disarmed by a delivered one-shot event).
-    registered: bool,
-    /// The mask currently armed in the kernel; 0 when disarmed or absent.
-    armed: u32,
-    /// The tag in the current entry's `data`.
-    tag: u32,
+    /// Our entry for the file at this number, while we can reach it.
+    entry: Option<Entry>,
+    /// The object the entry was last confirmed through (see the module docs).
+    anchor: Option<A>,
+    /// Queued for `reconcile`.
+    dirty: bool,
 }
 
-pub struct Registry<T> {
-    waiters: Vec<Waiter<T>>,
-    free: Vec<u32>,
-    live: usize,
-    descriptors: HashMap<RawFd, Descriptor>,
+impl<A> Default for Descriptor<A> {
+    fn default() -> Self {
+        Descriptor { waiters: Vec::new(), entry: None, anchor: None, dirty: false }
+    }
+}
+
+/// `T`: what a waiter keeps alive; `A`: the object a waiter waits through,
+/// compared to tell whether a kept entry is still the right one.
+pub struct Registry<T, A> {
+    waiters: Waiters<T>,
+    descriptors: ByNumber<Descriptor<A>>,
     /// Waiters made ready whose fibers the loop has not resumed yet, in order.
     ready: VecDeque<WaiterId>,
+    /// Descriptors whose entry may be wider than their waiters need.
+    dirty: Vec<RawFd>,
+    /// An event came from an entry we cannot reach: rebuild the set.
+    stale: bool,
     next_tag: u32,
 }
 
-impl<T> Default for Registry<T> {
+impl<T, A> Default for Registry<T, A> {
     fn default() -> Self {
         Registry {
-            waiters: Vec::new(),
-            free: Vec::new(),
-            live: 0,
-            descriptors: HashMap::new(),
+            waiters: Waiters::default(),
+            descriptors: ByNumber::default(),
             ready: VecDeque::new(),
+            dirty: Vec::new(),
+            stale: false,
             next_tag: 0,
         }
     }
@@ -149,75 +150,174 @@ fn decode(data: u64) -> (RawFd, u32) {
     (data as u32 as RawFd, (data >> 32) as u32)
 }
 
-fn union_of<T>(waiters: &[Waiter<T>], ids: &[WaiterId]) -> i32 {
-    ids.iter().fold(0, |acc, id| acc | waiters[id.index as usize].wanted)
-}
-
-impl<T> Registry<T> {
-    /// Register a waiter for `wanted` on `fd` (through the object `identity`,
-    /// 0 for none), arming the kernel for the union of what every waiter on
-    /// `fd` wants. On error nothing is left behind.
+impl<T, A: Copy + PartialEq> Registry<T, A> {
+    /// Register a waiter for `wanted` on `fd`, waiting through `anchor`
+    /// (`None`: a raw descriptor), and make sure the kernel reports what it
+    /// wants. On error nothing of this waiter is left behind.
     pub fn add(
         &mut self,
         fd: RawFd,
         wanted: i32,
-        identity: u64,
+        anchor: Option<A>,
         refs: T,
         kernel: &impl Interest,
     ) -> io::Result<WaiterId> {
-        let id = self.insert(fd, wanted & WAITABLE, identity, refs);
-        let waiters = &self.waiters;
-        let descriptor = self.descriptors.entry(fd).or_default();
-        let known =
-            identity != 0 && descriptor.waiters.iter().any(|other| waiters[other.index as usize].identity == identity);
-        if !known {
-            // Maybe a new file under a reused number: let the kernel say.
-            descriptor.armed = 0;
-        }
+        let id = self.waiters.insert(fd, wanted & WAITABLE, refs);
+        let descriptor = self.descriptors.entry_or_default(fd);
         descriptor.waiters.push(id);
-        if let Err(error) = self.sync(fd, kernel) {
-            self.unlink(fd, id);
-            self.release(id);
-            // Waiters already there lost their registration with ours.
-            self.sync_or_wake(fd, kernel);
-            self.prune(fd);
-            return Err(error);
+        let mask = events::to_poll(self.waiters.union(&descriptor.waiters));
+        let confirmed = anchor.is_some() && descriptor.anchor == anchor;
+        match descriptor.entry {
+            Some(entry) if confirmed && entry.mask & mask == mask => {
+                if entry.mask != mask {
+                    mark_dirty(&mut self.dirty, fd, descriptor);
+                }
+                return Ok(id);
+            }
+            _ => {}
         }
-        Ok(id)
+        match arm(descriptor, &mut self.next_tag, fd, mask, kernel) {
+            Ok(()) => {
+                descriptor.anchor = anchor;
+                Ok(id)
+            }
+            Err(error) => {
+                descriptor.waiters.retain(|other| *other != id);
+                self.waiters.release(id);
+                // Whatever the others relied on is gone with it: they retry
+                // their call and meet the error (or wait again) there.
+                self.wake_all(fd);
+                self.prune(fd);
+                Err(error)
+            }
+        }
     }
 
     /// Record one epoll event (`data`, `revents`): every waiter on that
     /// descriptor that wants one of the ready events is moved to the ready
-    /// list; the others stay and the registration is re-armed for them.
-    /// Events of stale registrations are ignored. Returns how many waiters
-    /// were made ready. Resumes nobody.
-    pub fn dispatch(&mut self, data: u64, revents: u32, kernel: &impl Interest) -> usize {
+    /// list. Returns how many. Resumes nobody, calls nothing: the entry is
+    /// brought in line by `reconcile`. An event from an entry we cannot
+    /// reach any more marks the set stale.
+    pub fn dispatch(&mut self, data: u64, revents: u32) -> usize {
         let (fd, tag) = decode(data);
-        let Some(descriptor) = self.descriptors.get_mut(&fd) else {
-            return 0;
+        let descriptor = match self.descriptors.get_mut(&fd) {
+            Some(descriptor) if descriptor.entry.is_some_and(|entry| entry.tag == tag) => descriptor,
+            _ => {
+                self.stale = true;
+                return 0;
+            }
         };
-        if !descriptor.registered || descriptor.tag != tag {
-            return 0;
-        }
-        // One-shot: the kernel disarmed the entry when it reported it.
-        descriptor.armed = 0;
         let waiters = &mut self.waiters;
         let ready = &mut self.ready;
         let failed = revents & FAILED != 0;
         let mut woken = 0;
         descriptor.waiters.retain(|id| {
-            let waiter = &mut waiters[id.index as usize];
+            let Some(waiter) = waiters.get_mut(*id) else {
+                return false;
+            };
             let events = events::from_poll(revents, waiter.wanted);
-            if events != 0 || failed {
-                waiter.state = State::Ready(events);
-                ready.push_back(*id);
-                woken += 1;
-                false
-            } else {
-                true
+            if events == 0 && !failed {
+                return true;
             }
+            waiter.state = State::Ready(events);
+            ready.push_back(*id);
+            woken += 1;
+            false
         });
-        woken + self.sync_or_wake(fd, kernel)
+        mark_dirty(&mut self.dirty, fd, descriptor);
+        woken
+    }
+
+    /// Before the loop waits: narrow every entry whose waiters left or were
+    /// made ready to what the remaining waiters want, and delete the entries
+    /// nobody waits on. A number that no longer names our file (closed behind
+    /// our back) loses its entry; its waiters wake and retry.
+    pub fn reconcile(&mut self, kernel: &impl Interest) {
+        // Popped one by one: the list keeps its capacity (no allocation per wait).
+        while let Some(fd) = self.dirty.pop() {
+            let Some(descriptor) = self.descriptors.get_mut(&fd) else {
+                continue;
+            };
+            descriptor.dirty = false;
+            let Some(entry) = descriptor.entry else {
+                self.prune(fd);
+                continue;
+            };
+            if descriptor.waiters.is_empty() {
+                // An error means the file is gone from this number; if its
+                // entry lives on, its next event marks the set stale.
+                let _ = kernel.ctl(Op::Delete, fd, 0, 0);
+                self.descriptors.remove(&fd);
+                continue;
+            }
+            let mask = events::to_poll(self.waiters.union(&descriptor.waiters));
+            if mask == entry.mask {
+                continue;
+            }
+            if kernel.ctl(Op::Modify, fd, mask, encode(fd, entry.tag)).is_ok() {
+                descriptor.entry = Some(Entry { mask, ..entry });
+            } else {
+                descriptor.entry = None;
+                descriptor.anchor = None;
+                self.wake_all(fd);
+                self.prune(fd);
+            }
+        }
+    }
+
+    /// True when an event came from an entry we cannot reach: the owner
+    /// should make a new epoll set and `rebuild` into it.
+    pub fn is_stale(&self) -> bool {
+        self.stale
+    }
+
+    /// Register every descriptor that has waiters in a fresh, empty epoll
+    /// set (new tags), and forget the rest. Waiters whose registration fails
+    /// wake and retry.
+    pub fn rebuild(&mut self, kernel: &impl Interest) {
+        self.stale = false;
+        self.dirty.clear();
+        let fds: Vec<RawFd> = self.descriptors.keys().collect();
+        for fd in fds {
+            let Some(descriptor) = self.descriptors.get_mut(&fd) else {
+                continue;
+            };
+            *descriptor = Descriptor { waiters: std::mem::take(&mut descriptor.waiters), ..Descriptor::default() };
+            if descriptor.waiters.is_empty() {
+                self.descriptors.remove(&fd);
+                continue;
+            }
+            let mask = events::to_poll(self.waiters.union(&descriptor.waiters));
+            if arm(descriptor, &mut self.next_tag, fd, mask, kernel).is_err() {
+                self.wake_all(fd);
+                self.prune(fd);
+            }
+        }
+    }
+
+    /// `fd` is about to be closed: delete its entry (while the number still
+    /// names the file) and wake its waiters, which would otherwise wait
+    /// forever; they retry their call and meet the closed descriptor there.
+    /// Returns how many waiters were woken.
+    pub fn forget(&mut self, fd: RawFd, kernel: &impl Interest) -> usize {
+        let woken = self.wake_all(fd);
+        if let Some(descriptor) = self.descriptors.remove(&fd) {
+            if descriptor.entry.is_some() {
+                let _ = kernel.ctl(Op::Delete, fd, 0, 0);
+            }
+        }
+        woken
+    }
+
+    /// The epoll set is gone: nothing is registered any more. Waiters stay
+    /// (and stay marked) until they leave.
+    pub fn detach(&mut self) {
+        self.stale = false;
+        self.dirty.clear();
+        self.descriptors.retain(|descriptor| {
+            *descriptor = Descriptor { waiters: std::mem::take(&mut descriptor.waiters), ..Descriptor::default() };
+            !descriptor.waiters.is_empty()
+        });
     }
 
     /// The next ready waiter whose fiber the loop should resume, oldest first,
@@ -229,11 +329,8 @@ impl<T> Registry<T> {
         while *budget > 0 {
             *budget -= 1;
             let id = self.ready.pop_front()?;
-            if matches!(self.state(id), State::Ready(_)) {
-                let refs = self.waiters[id.index as usize].refs.as_ref();
-                if let Some(refs) = refs {
-                    return Some((id, refs));
-                }
+            if matches!(self.waiters.get(id), Some(waiter) if matches!(waiter.state, State::Ready(_))) {
+                return self.waiters.refs(id).map(|refs| (id, refs));
             }
         }
         None
@@ -247,608 +344,126 @@ impl<T> Registry<T> {
 
     /// The waiter's side, on every return route: free the slot and hand its
     /// refs back. A waiter that was still waiting is unlinked from its
-    /// descriptor and the registration narrowed (or deleted) to match the
-    /// waiters that remain. `None` for an id that is not live.
-    pub fn take(&mut self, id: WaiterId, kernel: &impl Interest) -> Option<(Outcome, T)> {
-        let waiter = self.waiter(id)?;
-        let fd = waiter.fd;
-        match waiter.state {
-            State::Ready(events) => {
-                let refs = self.release(id)?;
-                Some((Outcome::Ready(events), refs))
-            }
+    /// descriptor, whose entry `reconcile` then narrows. `None` for an id
+    /// that is not live.
+    pub fn take(&mut self, id: WaiterId) -> Option<(Outcome, T)> {
+        let waiter = self.waiters.get(id)?;
+        let (fd, state) = (waiter.fd, waiter.state);
+        let outcome = match state {
+            State::Ready(events) => Outcome::Ready(events),
             State::Waiting => {
-                self.unlink(fd, id);
-                let refs = self.release(id)?;
-                self.sync_or_wake(fd, kernel);
-                self.prune(fd);
-                Some((Outcome::Cancelled, refs))
+                if let Some(descriptor) = self.descriptors.get_mut(&fd) {
+                    descriptor.waiters.retain(|other| *other != id);
+                    mark_dirty(&mut self.dirty, fd, descriptor);
+                }
+                Outcome::Cancelled
             }
-            State::Free => None,
-        }
-    }
-
-    /// `fd` is about to be closed: delete its registration (while the number
-    /// still names the file) and wake its waiters, which would otherwise wait
-    /// forever; they retry their call and meet the closed descriptor there.
-    /// Returns how many waiters were woken.
-    pub fn forget(&mut self, fd: RawFd, kernel: &impl Interest) -> usize {
-        let Some(descriptor) = self.descriptors.remove(&fd) else {
-            return 0;
+            State::Free => return None,
         };
-        if descriptor.registered {
-            let _ = kernel.ctl(Op::Delete, fd, 0, 0);
-        }
-        for id in &descriptor.waiters {
-            let waiter = &mut self.waiters[id.index as usize];
-            waiter.state = State::Ready(waiter.wanted);
-            self.ready.push_back(*id);
-        }
-        descriptor.waiters.len()
-    }
-
-    /// The epoll set is gone: nothing is registered any more. Waiters stay
-    /// (and stay marked) until they leave.
-    pub fn detach(&mut self) {
-        for descriptor in self.descriptors.values_mut() {
-            descriptor.registered = false;
-            descriptor.armed = 0;
-        }
-        self.descriptors.retain(|_, descriptor| !descriptor.waiters.is_empty());
+        self.waiters.release(id).map(|refs| (outcome, refs))
     }
 
     /// Every live waiter's refs, to change.
     pub fn refs_mut(&mut self) -> impl Iterator<Item = &mut T> {
-        self.waiters.iter_mut().filter(|waiter| waiter.state != State::Free).filter_map(|waiter| waiter.refs.as_mut())
+        self.waiters.all_refs_mut()
     }
 
     /// Every live waiter's refs (for marking).
     pub fn refs(&self) -> impl Iterator<Item = &T> {
-        self.waiters.iter().filter(|waiter| waiter.state != State::Free).filter_map(|waiter| waiter.refs.as_ref())
+        self.waiters.all_refs()
+    }
+
+    /// Every anchor the registry holds (for marking).
+    pub fn anchors(&self) -> impl Iterator<Item = &A> {
+        self.descriptors.values().filter_map(|descriptor| descriptor.anchor.as_ref())
     }
 
     pub fn len(&self) -> usize {
-        self.live
+        self.waiters.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.live == 0
+        self.len() == 0
     }
 
-    fn insert(&mut self, fd: RawFd, wanted: i32, identity: u64, refs: T) -> WaiterId {
-        let index = match self.free.pop() {
-            Some(index) => index,
-            None => {
-                self.waiters.push(Waiter {
-                    generation: 0,
-                    state: State::Free,
-                    fd: -1,
-                    wanted: 0,
-                    identity: 0,
-                    refs: None,
-                });
-                (self.waiters.len() - 1) as u32
-            }
-        };
-        let waiter = &mut self.waiters[index as usize];
-        waiter.state = State::Waiting;
-        waiter.fd = fd;
-        waiter.wanted = wanted;
-        waiter.identity = identity;
-        waiter.refs = Some(refs);
-        self.live += 1;
-        WaiterId { index, generation: waiter.generation }
-    }
-
-    fn waiter(&self, id: WaiterId) -> Option<&Waiter<T>> {
-        self.waiters
-            .get(id.index as usize)
-            .filter(|waiter| waiter.generation == id.generation && waiter.state != State::Free)
-    }
-
-    fn state(&self, id: WaiterId) -> State {
-        self.waiter(id).map_or(State::Free, |waiter| waiter.state)
-    }
-
-    fn release(&mut self, id: WaiterId) -> Option<T> {
-        self.waiter(id)?;
-        let waiter = &mut self.waiters[id.index as usize];
-        waiter.state = State::Free;
-        waiter.generation = waiter.generation.wrapping_add(1);
-        waiter.fd = -1;
-        self.free.push(id.index);
-        self.live -= 1;
-        waiter.refs.take()
-    }
-
-    fn unlink(&mut self, fd: RawFd, id: WaiterId) {
-        if let Some(descriptor) = self.descriptors.get_mut(&fd) {
-            descriptor.waiters.retain(|other| *other != id);
-        }
-    }
-
-    /// Drop the record of a descriptor that has no waiters and nothing in
-    /// the kernel: there is nothing left to remember about it.
-    fn prune(&mut self, fd: RawFd) {
-        if let Some(descriptor) = self.descriptors.get(&fd) {
-            if descriptor.waiters.is_empty() && !descriptor.registered {
-                self.descriptors.remove(&fd);
-            }
-        }
-    }
-
-    /// Bring the kernel in line with the waiters of `fd`: arm the union of
-    /// their events, or delete an armed entry nobody waits on any more.
-    fn sync(&mut self, fd: RawFd, kernel: &impl Interest) -> io::Result<()> {
-        let next_tag = &mut self.next_tag;
-        let mut new_tag = || {
-            *next_tag = next_tag.wrapping_add(1);
-            *next_tag
-        };
-        let Some(descriptor) = self.descriptors.get_mut(&fd) else {
-            return Ok(());
-        };
-        if descriptor.waiters.is_empty() {
-            if descriptor.armed != 0 {
-                // Errors are fine: a closed descriptor has no entry left to delete.
-                let _ = kernel.ctl(Op::Delete, fd, 0, 0);
-                descriptor.registered = false;
-                descriptor.armed = 0;
-            }
-            return Ok(());
-        }
-        let mask = events::to_poll(union_of(&self.waiters, &descriptor.waiters)) | ONESHOT;
-        if descriptor.armed == mask {
-            return Ok(());
-        }
-        let result = if descriptor.registered {
-            match kernel.ctl(Op::Modify, fd, mask, encode(fd, descriptor.tag)) {
-                // Our entry went with its file (closed; the number may be reused).
-                Err(error) if error.raw_os_error() == Some(libc::ENOENT) => {
-                    descriptor.tag = new_tag();
-                    kernel.ctl(Op::Add, fd, mask, encode(fd, descriptor.tag))
-                }
-                other => other,
-            }
-        } else {
-            descriptor.tag = new_tag();
-            let data = encode(fd, descriptor.tag);
-            match kernel.ctl(Op::Add, fd, mask, data) {
-                // This file is already in the set under this number (we lost
-                // track of it, e.g. after `forget` failed to delete it).
-                Err(error) if error.raw_os_error() == Some(libc::EEXIST) => kernel.ctl(Op::Modify, fd, mask, data),
-                other => other,
-            }
-        };
-        match result {
-            Ok(()) => {
-                descriptor.registered = true;
-                descriptor.armed = mask;
-                Ok(())
-            }
-            Err(error) => {
-                descriptor.registered = false;
-                descriptor.armed = 0;
-                Err(error)
-            }
-        }
-    }
-
-    /// `sync`, and when the kernel refuses, wake the remaining waiters of
-    /// `fd` rather than leave them parked with nothing armed: they retry
-    /// their call and meet the error there. Returns how many were woken.
-    fn sync_or_wake(&mut self, fd: RawFd, kernel: &impl Interest) -> usize {
-        if self.sync(fd, kernel).is_ok() {
-            return 0;
-        }
+    /// Make every waiter of `fd` ready with what it wanted. Returns how many.
+    fn wake_all(&mut self, fd: RawFd) -> usize {
         let Some(descriptor) = self.descriptors.get_mut(&fd) else {
             return 0;
         };
         let woken = std::mem::take(&mut descriptor.waiters);
         for id in &woken {
-            let waiter = &mut self.waiters[id.index as usize];
-            waiter.state = State::Ready(waiter.wanted);
-            self.ready.push_back(*id);
+            if let Some(waiter) = self.waiters.get_mut(*id) {
+                waiter.state = State::Ready(waiter.wanted);
+                self.ready.push_back(*id);
+            }
         }
         woken.len()
     }
+
+    /// Drop the record of a descriptor with no waiters and no entry.
+    fn prune(&mut self, fd: RawFd) {
+        if self
+            .descriptors
+            .get(&fd)
+            .is_some_and(|descriptor| descriptor.waiters.is_empty() && descriptor.entry.is_none())
+        {
+            self.descriptors.remove(&fd);
+        }
+    }
+}
+
+fn mark_dirty<A>(dirty: &mut Vec<RawFd>, fd: RawFd, descriptor: &mut Descriptor<A>) {
+    if !descriptor.dirty {
+        descriptor.dirty = true;
+        dirty.push(fd);
+    }
+}
+
+/// Ask the kernel to report `mask` for the file now at `fd`. With an entry
+/// we believe in, MOD it (ENOENT: that file is gone from the number, so ADD
+/// a new entry under a new tag); without one, ADD (EEXIST: the file has an
+/// entry we lost track of, so MOD it to the new tag). On error the
+/// descriptor has no entry.
+fn arm<A>(
+    descriptor: &mut Descriptor<A>,
+    next_tag: &mut u32,
+    fd: RawFd,
+    mask: u32,
+    kernel: &impl Interest,
+) -> io::Result<()> {
+    let mut new_tag = || {
+        *next_tag = next_tag.wrapping_add(1);
+        *next_tag
+    };
+    let errno = |result: &io::Result<()>, errno: i32| matches!(result, Err(e) if e.raw_os_error() == Some(errno));
+    let (tag, result) = match descriptor.entry {
+        Some(entry) => {
+            let result = kernel.ctl(Op::Modify, fd, mask, encode(fd, entry.tag));
+            if errno(&result, libc::ENOENT) {
+                let tag = new_tag();
+                (tag, kernel.ctl(Op::Add, fd, mask, encode(fd, tag)))
+            } else {
+                (entry.tag, result)
+            }
+        }
+        None => {
+            let tag = new_tag();
+            let result = kernel.ctl(Op::Add, fd, mask, encode(fd, tag));
+            if errno(&result, libc::EEXIST) {
+                (tag, kernel.ctl(Op::Modify, fd, mask, encode(fd, tag)))
+            } else {
+                (tag, result)
+            }
+        }
+    };
+    descriptor.entry = result.is_ok().then_some(Entry { tag, mask });
+    if result.is_err() {
+        descriptor.anchor = None;
+    }
+    result
 }
 
 #[cfg(test)]
-mod tests {
-    use std::cell::RefCell;
-
-    use super::*;
-    use crate::selector::events::{READABLE, WRITABLE};
-
-    const IN: u32 = libc::EPOLLIN as u32;
-    const OUT: u32 = libc::EPOLLOUT as u32;
-    const HUP: u32 = libc::EPOLLHUP as u32;
-    /// The identity of "the" IO object in tests that use one.
-    const IO: u64 = 0x1000;
-
-    /// A fake epoll set: remembers entries and can be told to fail.
-    #[derive(Default)]
-    struct Fake {
-        calls: RefCell<Vec<(Op, RawFd, u32)>>,
-        entries: RefCell<HashMap<RawFd, (u32, u64)>>,
-        fail_with: RefCell<Option<i32>>,
-    }
-
-    impl Fake {
-        fn calls(&self) -> Vec<(Op, RawFd, u32)> {
-            std::mem::take(&mut *self.calls.borrow_mut())
-        }
-
-        fn data(&self, fd: RawFd) -> u64 {
-            self.entries.borrow()[&fd].1
-        }
-
-        fn mask(&self, fd: RawFd) -> u32 {
-            self.entries.borrow()[&fd].0
-        }
-
-        /// As if the file behind `fd` was closed (its entry goes with it).
-        fn close(&self, fd: RawFd) {
-            self.entries.borrow_mut().remove(&fd);
-        }
-    }
-
-    impl Interest for Fake {
-        fn ctl(&self, op: Op, fd: RawFd, mask: u32, data: u64) -> io::Result<()> {
-            self.calls.borrow_mut().push((op, fd, mask));
-            if let Some(errno) = *self.fail_with.borrow() {
-                return Err(io::Error::from_raw_os_error(errno));
-            }
-            let mut entries = self.entries.borrow_mut();
-            let exists = entries.contains_key(&fd);
-            match op {
-                Op::Add if exists => Err(io::Error::from_raw_os_error(libc::EEXIST)),
-                Op::Modify | Op::Delete if !exists => Err(io::Error::from_raw_os_error(libc::ENOENT)),
-                Op::Add | Op::Modify => {
-                    entries.insert(fd, (mask, data));
-                    Ok(())
-                }
-                Op::Delete => {
-                    entries.remove(&fd);
-                    Ok(())
-                }
-            }
-        }
-    }
-
-    fn mask(events: i32) -> u32 {
-        events::to_poll(events) | ONESHOT
-    }
-
-    fn next<T>(registry: &mut Registry<T>) -> Option<(WaiterId, &T)> {
-        let mut budget = usize::MAX;
-        registry.next_ready(&mut budget)
-    }
-
-    #[test]
-    fn registration_is_the_union_of_the_waiters() {
-        let kernel = Fake::default();
-        let mut registry = Registry::default();
-        registry.add(5, READABLE, IO, "reader", &kernel).unwrap();
-        assert_eq!(kernel.calls(), vec![(Op::Add, 5, mask(READABLE))]);
-        registry.add(5, WRITABLE, IO, "writer", &kernel).unwrap();
-        assert_eq!(kernel.calls(), vec![(Op::Modify, 5, mask(READABLE | WRITABLE))]);
-        registry.add(5, READABLE, IO, "second reader", &kernel).unwrap();
-        assert_eq!(kernel.calls(), vec![], "already armed for that");
-        assert_eq!(registry.len(), 3);
-    }
-
-    #[test]
-    fn another_io_on_an_armed_number_asks_the_kernel_again() {
-        let kernel = Fake::default();
-        let mut registry = Registry::default();
-        registry.add(5, READABLE, IO, 1, &kernel).unwrap();
-        registry.add(5, READABLE, IO, 2, &kernel).unwrap();
-        assert_eq!(kernel.calls(), vec![(Op::Add, 5, mask(READABLE))], "same IO: already armed");
-
-        // A second IO object on the same number may be a new file: MOD is
-        // how we find out (it succeeds for the same file).
-        registry.add(5, READABLE, IO + 8, 3, &kernel).unwrap();
-        assert_eq!(kernel.calls(), vec![(Op::Modify, 5, mask(READABLE))]);
-
-        // And when the number now names a new file, MOD fails and we ADD a
-        // fresh entry with a new tag.
-        let old = kernel.data(5);
-        kernel.close(5);
-        registry.add(5, READABLE, IO + 16, 4, &kernel).unwrap();
-        assert_eq!(kernel.calls(), vec![(Op::Modify, 5, mask(READABLE)), (Op::Add, 5, mask(READABLE))]);
-        assert_ne!(kernel.data(5), old);
-        assert_eq!(registry.dispatch(old, IN, &kernel), 0, "the old entry is stale");
-        assert_eq!(registry.dispatch(kernel.data(5), IN, &kernel), 4);
-    }
-
-    #[test]
-    fn an_event_wakes_only_the_waiters_that_want_it_and_rearms_for_the_rest() {
-        let kernel = Fake::default();
-        let mut registry = Registry::default();
-        let reader = registry.add(5, READABLE, IO, "reader", &kernel).unwrap();
-        let writer = registry.add(5, WRITABLE, IO, "writer", &kernel).unwrap();
-        kernel.calls();
-
-        assert_eq!(registry.dispatch(kernel.data(5), OUT, &kernel), 1);
-        assert_eq!(kernel.calls(), vec![(Op::Modify, 5, mask(READABLE))]);
-        assert_eq!(next(&mut registry), Some((writer, &"writer")));
-        assert_eq!(next(&mut registry), None);
-        assert_eq!(registry.take(writer, &kernel), Some((Outcome::Ready(WRITABLE), "writer")));
-
-        assert_eq!(registry.dispatch(kernel.data(5), IN | OUT, &kernel), 1);
-        assert_eq!(kernel.calls(), vec![], "disarmed entry left in place");
-        assert_eq!(registry.take(reader, &kernel), Some((Outcome::Ready(READABLE), "reader")));
-        assert!(registry.is_empty());
-
-        registry.add(5, READABLE, IO, "again", &kernel).unwrap();
-        assert_eq!(kernel.calls(), vec![(Op::Modify, 5, mask(READABLE))], "re-arming a disarmed entry is one MOD");
-    }
-
-    #[test]
-    fn hangup_wakes_every_waiter() {
-        let kernel = Fake::default();
-        let mut registry = Registry::default();
-        let reader = registry.add(5, READABLE, IO, 1, &kernel).unwrap();
-        let writer = registry.add(5, WRITABLE, IO, 2, &kernel).unwrap();
-        assert_eq!(registry.dispatch(kernel.data(5), HUP, &kernel), 2);
-        assert_eq!(registry.take(reader, &kernel), Some((Outcome::Ready(READABLE), 1)));
-        assert_eq!(registry.take(writer, &kernel), Some((Outcome::Ready(WRITABLE), 2)));
-    }
-
-    #[test]
-    fn a_cancelled_waiter_narrows_or_deletes_the_registration() {
-        let kernel = Fake::default();
-        let mut registry = Registry::default();
-        let reader = registry.add(5, READABLE, IO, 1, &kernel).unwrap();
-        let writer = registry.add(5, WRITABLE, IO, 2, &kernel).unwrap();
-        kernel.calls();
-
-        assert_eq!(registry.take(writer, &kernel), Some((Outcome::Cancelled, 2)));
-        assert_eq!(kernel.calls(), vec![(Op::Modify, 5, mask(READABLE))]);
-        assert_eq!(kernel.mask(5), mask(READABLE));
-
-        assert_eq!(registry.take(reader, &kernel), Some((Outcome::Cancelled, 1)));
-        assert_eq!(kernel.calls(), vec![(Op::Delete, 5, 0)]);
-        assert!(registry.is_empty());
-        assert_eq!(registry.take(reader, &kernel), None, "a second take is a no-op");
-
-        registry.add(5, READABLE, IO, 3, &kernel).unwrap();
-        assert_eq!(kernel.calls(), vec![(Op::Add, 5, mask(READABLE))]);
-    }
-
-    #[test]
-    fn a_waiter_that_left_is_never_resumed() {
-        let kernel = Fake::default();
-        let mut registry = Registry::default();
-        let first = registry.add(5, READABLE, IO, 1, &kernel).unwrap();
-        let second = registry.add(5, READABLE, IO, 2, &kernel).unwrap();
-        assert_eq!(registry.dispatch(kernel.data(5), IN, &kernel), 2);
-        // The first leaves (say, raised into) before the loop resumes it.
-        assert_eq!(registry.take(first, &kernel), Some((Outcome::Ready(READABLE), 1)));
-        // Its slot is reused at once by a new waiter.
-        let third = registry.add(6, READABLE, IO, 3, &kernel).unwrap();
-        assert_eq!(third.index, first.index);
-        assert_ne!(third.generation, first.generation);
-        assert_eq!(next(&mut registry), Some((second, &2)));
-        assert_eq!(next(&mut registry), None, "the stale entry is skipped");
-        assert_eq!(registry.take(first, &kernel), None);
-    }
-
-    #[test]
-    fn stale_and_unknown_events_are_ignored() {
-        let kernel = Fake::default();
-        let mut registry = Registry::default();
-        let waiter = registry.add(5, READABLE, IO, 1, &kernel).unwrap();
-        let old = kernel.data(5);
-
-        // The file behind 5 is closed and 5 reused: the waiter re-registers.
-        registry.take(waiter, &kernel);
-        kernel.calls();
-        registry.add(5, READABLE, IO, 2, &kernel).unwrap();
-        let new = kernel.data(5);
-        assert_ne!(old, new, "a new entry gets a new tag");
-
-        assert_eq!(registry.dispatch(old, IN, &kernel), 0);
-        assert_eq!(registry.dispatch(encode(7, 1), IN, &kernel), 0);
-        assert_eq!(registry.dispatch(WAKEUP_DATA, IN, &kernel), 0);
-        assert_eq!(registry.dispatch(new, IN, &kernel), 1);
-    }
-
-    #[test]
-    fn a_reused_descriptor_number_is_added_again() {
-        let kernel = Fake::default();
-        let mut registry = Registry::default();
-        let waiter = registry.add(5, READABLE, IO, 1, &kernel).unwrap();
-        registry.dispatch(kernel.data(5), IN, &kernel);
-        registry.take(waiter, &kernel);
-        let old = kernel.data(5);
-        kernel.close(5);
-        kernel.calls();
-
-        registry.add(5, READABLE, IO, 2, &kernel).unwrap();
-        assert_eq!(kernel.calls(), vec![(Op::Modify, 5, mask(READABLE)), (Op::Add, 5, mask(READABLE))]);
-        assert_ne!(kernel.data(5), old);
-    }
-
-    #[test]
-    fn an_entry_we_lost_track_of_is_modified() {
-        let kernel = Fake::default();
-        kernel.entries.borrow_mut().insert(5, (mask(WRITABLE), encode(5, 99)));
-        let mut registry = Registry::default();
-        registry.add(5, READABLE, IO, 1, &kernel).unwrap();
-        assert_eq!(kernel.calls(), vec![(Op::Add, 5, mask(READABLE)), (Op::Modify, 5, mask(READABLE))]);
-        assert_eq!(registry.dispatch(kernel.data(5), IN, &kernel), 1);
-    }
-
-    #[test]
-    fn a_refused_add_leaves_nothing_behind() {
-        let kernel = Fake::default();
-        let mut registry = Registry::default();
-        *kernel.fail_with.borrow_mut() = Some(libc::EPERM);
-        let error = registry.add(5, READABLE, IO, 1, &kernel).unwrap_err();
-        assert_eq!(error.raw_os_error(), Some(libc::EPERM));
-        assert!(registry.is_empty());
-        assert_eq!(registry.refs().count(), 0);
-        assert!(registry.descriptors.is_empty());
-    }
-
-    #[test]
-    fn a_refused_rearm_wakes_the_remaining_waiters() {
-        let kernel = Fake::default();
-        let mut registry = Registry::default();
-        registry.add(5, READABLE, IO, 1, &kernel).unwrap();
-        let writer = registry.add(5, WRITABLE, IO, 2, &kernel).unwrap();
-        *kernel.fail_with.borrow_mut() = Some(libc::EBADF);
-        assert_eq!(registry.dispatch(kernel.data(5), IN, &kernel), 2);
-        assert_eq!(registry.take(writer, &kernel), Some((Outcome::Ready(WRITABLE), 2)));
-    }
-
-    #[test]
-    fn forget_deletes_and_wakes_waiters() {
-        let kernel = Fake::default();
-        let mut registry = Registry::default();
-        let waiter = registry.add(5, READABLE, IO, 1, &kernel).unwrap();
-        kernel.calls();
-        assert_eq!(registry.forget(5, &kernel), 1);
-        assert_eq!(kernel.calls(), vec![(Op::Delete, 5, 0)]);
-        assert_eq!(next(&mut registry), Some((waiter, &1)));
-        assert_eq!(registry.take(waiter, &kernel), Some((Outcome::Ready(READABLE), 1)));
-        assert_eq!(kernel.calls(), vec![]);
-        assert_eq!(registry.forget(5, &kernel), 0);
-    }
-
-    #[test]
-    fn refs_lists_live_waiters() {
-        let kernel = Fake::default();
-        let mut registry = Registry::default();
-        let a = registry.add(5, READABLE, IO, 1, &kernel).unwrap();
-        registry.add(6, READABLE, IO, 2, &kernel).unwrap();
-        registry.dispatch(kernel.data(5), IN, &kernel);
-        let mut refs: Vec<_> = registry.refs().copied().collect();
-        refs.sort();
-        assert_eq!(refs, vec![1, 2], "ready waiters are still marked");
-        registry.take(a, &kernel);
-        assert_eq!(registry.refs().copied().collect::<Vec<_>>(), vec![2]);
-        registry.detach();
-        assert_eq!(registry.len(), 1);
-    }
-
-    /// The same rules against a real epoll set and a pipe.
-    #[test]
-    fn with_a_real_epoll_set() {
-        struct Epoll(RawFd);
-        impl Interest for Epoll {
-            fn ctl(&self, op: Op, fd: RawFd, mask: u32, data: u64) -> io::Result<()> {
-                super::super::poller::ctl(self.0, op, fd, mask, data)
-            }
-        }
-        let epoll = super::super::poller::create().unwrap();
-        let kernel = Epoll(std::os::fd::AsRawFd::as_raw_fd(&epoll));
-        let mut fds = [0; 2];
-        // SAFETY: `fds` has room for the two descriptors pipe2 writes.
-        assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
-        let [input, output] = fds;
-        let wait = |registry: &mut Registry<i32>| {
-            let mut events = [libc::epoll_event { events: 0, u64: 0 }; 8];
-            let count = super::super::poller::wait(kernel.0, &mut events, 0).unwrap();
-            events[..count]
-                .iter()
-                .map(|event| {
-                    let (data, revents) = (event.u64, event.events);
-                    registry.dispatch(data, revents, &kernel)
-                })
-                .sum::<usize>()
-        };
-
-        let mut registry = Registry::default();
-        let reader = registry.add(input, READABLE, IO, 1, &kernel).unwrap();
-        let writer = registry.add(output, WRITABLE, IO, 2, &kernel).unwrap();
-        assert_eq!(wait(&mut registry), 1, "the pipe is writable, not readable");
-        assert_eq!(registry.take(writer, &kernel).unwrap().0, Outcome::Ready(WRITABLE));
-        assert_eq!(wait(&mut registry), 0, "one-shot: reported once");
-
-        // SAFETY: writes one byte from a static buffer.
-        assert_eq!(unsafe { libc::write(output, b"x".as_ptr().cast(), 1) }, 1);
-        assert_eq!(wait(&mut registry), 1);
-        assert_eq!(registry.take(reader, &kernel).unwrap().0, Outcome::Ready(READABLE));
-
-        // Still readable: a new wait is reported at once (level-triggered).
-        let again = registry.add(input, READABLE, IO, 3, &kernel).unwrap();
-        assert_eq!(wait(&mut registry), 1);
-        registry.take(again, &kernel);
-
-        // Cancelled: the entry is deleted, the readiness is not reported.
-        let cancelled = registry.add(input, READABLE, IO, 4, &kernel).unwrap();
-        assert_eq!(registry.take(cancelled, &kernel).unwrap().0, Outcome::Cancelled);
-        assert_eq!(wait(&mut registry), 0);
-
-        // SAFETY: closes the two descriptors this test opened.
-        unsafe {
-            libc::close(input);
-            libc::close(output);
-        }
-    }
-
-    /// A file closed while a dup keeps it (and its one-shot entry) alive, its
-    /// number reused for a new file: the stale entry reports at most once,
-    /// is ignored, and the new file is registered under a new tag.
-    #[test]
-    fn a_stale_entry_of_a_closed_number_is_ignored() {
-        struct Epoll(RawFd);
-        impl Interest for Epoll {
-            fn ctl(&self, op: Op, fd: RawFd, mask: u32, data: u64) -> io::Result<()> {
-                super::super::poller::ctl(self.0, op, fd, mask, data)
-            }
-        }
-        let epoll = super::super::poller::create().unwrap();
-        let kernel = Epoll(std::os::fd::AsRawFd::as_raw_fd(&epoll));
-        let pipe = || {
-            let mut fds = [0; 2];
-            // SAFETY: `fds` has room for the two descriptors pipe2 writes.
-            assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
-            fds
-        };
-        let wait = |registry: &mut Registry<i32>| {
-            let mut events = [libc::epoll_event { events: 0, u64: 0 }; 8];
-            let count = super::super::poller::wait(kernel.0, &mut events, 0).unwrap();
-            events[..count]
-                .iter()
-                .map(|event| {
-                    let (data, revents) = (event.u64, event.events);
-                    registry.dispatch(data, revents, &kernel)
-                })
-                .sum::<usize>()
-        };
-        let [old_input, old_output] = pipe();
-        let [new_input, new_output] = pipe();
-        // SAFETY: duplicates a descriptor this test owns.
-        let keep = unsafe { libc::dup(old_input) };
-        assert!(keep >= 0);
-
-        let mut registry = Registry::default();
-        registry.add(old_input, READABLE, IO, 1, &kernel).unwrap();
-        // Replace the file behind the number (as a close and a reuse would).
-        // SAFETY: both descriptors are this test's.
-        assert_eq!(unsafe { libc::dup2(new_input, old_input) }, old_input);
-        let second = registry.add(old_input, READABLE, IO + 8, 2, &kernel).unwrap();
-
-        // SAFETY: writes one byte from a static buffer.
-        assert_eq!(unsafe { libc::write(old_output, b"x".as_ptr().cast(), 1) }, 1);
-        assert_eq!(wait(&mut registry), 0, "the old file's entry is stale");
-        assert_eq!(wait(&mut registry), 0, "and one-shot: no second report");
-
-        // SAFETY: writes one byte from a static buffer.
-        assert_eq!(unsafe { libc::write(new_output, b"y".as_ptr().cast(), 1) }, 1);
-        assert_eq!(wait(&mut registry), 2, "both waiters on the number wake");
-        assert_eq!(registry.take(second, &kernel).unwrap().0, Outcome::Ready(READABLE));
-
-        // SAFETY: closes the descriptors this test opened.
-        unsafe {
-            for fd in [old_input, old_output, new_input, new_output, keep] {
-                libc::close(fd);
-            }
-        }
-    }
-}
+#[path = "registry_tests.rs"]
+mod tests;

@@ -23,10 +23,16 @@ impl EPoll {
     /// One `epoll_wait`: without blocking when `timeout_ms` is zero, otherwise
     /// without the GVL and with `blocked` set, so that `wakeup`, signals,
     /// `Thread#raise` and `Thread#kill` end it (through the eventfd).
-    fn poll(&self, ruby: &Ruby, events: &mut [libc::epoll_event], timeout_ms: Option<Duration>) -> Result<usize, Error> {
+    fn poll(
+        &self,
+        ruby: &Ruby,
+        events: &mut [libc::epoll_event],
+        timeout_ms: Option<Duration>,
+    ) -> Result<usize, Error> {
         if self.core.is_forked() {
             return Err(error::io_error(ruby, "selector is closed (forked child)"));
         }
+        self.prepare();
         let epoll_fd = || self.epoll.borrow().as_ref().map(AsRawFd::as_raw_fd);
         let Some(epoll) = epoll_fd() else {
             return Err(error::io_error(ruby, "selector is closed"));
@@ -41,13 +47,14 @@ impl EPoll {
             // Looked up again before every wait: a trap handler served
             // between two waits may have closed the set (and its number may
             // name another file by now).
-            self.core.blocking(ruby, timeout_ms, |remaining| match epoll_fd() {
-                Some(epoll) => nogvl::without_gvl(wake_fd, || {
-                    poller::wait(epoll, &mut *events, poller::timeout_ms(remaining))
-                }),
-                None => Some(Ok(0)),
-            })?
-            .map(|count| count.unwrap_or(0))
+            self.core
+                .blocking(ruby, timeout_ms, |remaining| match epoll_fd() {
+                    Some(epoll) => {
+                        nogvl::without_gvl(wake_fd, || poller::wait(epoll, &mut *events, poller::timeout_ms(remaining)))
+                    }
+                    None => Some(Ok(0)),
+                })?
+                .map(|count| count.unwrap_or(0))
         };
         result.map_err(|e| error::from_io(ruby, e, "epoll_wait"))
     }
@@ -55,14 +62,13 @@ impl EPoll {
     /// Record the events: ready waiters go on the registry's ready list; the
     /// wake-up eventfd is read empty.
     fn dispatch(&self, events: &[libc::epoll_event]) {
-        let kernel = self.kernel();
         let mut registry = self.registry.borrow_mut();
         for event in events {
             let (data, revents) = (event.u64, event.events);
             if data == WAKEUP_DATA {
                 self.core.interrupt().clear();
             } else {
-                registry.dispatch(data, revents, &kernel);
+                registry.dispatch(data, revents);
             }
         }
     }
@@ -81,7 +87,7 @@ impl EPoll {
             let target = ruby.get_inner(target);
             if !fiber::is_alive(target)? {
                 // Nobody will ever take this slot: free it here.
-                let taken = self.registry.borrow_mut().take(id, &self.kernel());
+                let taken = self.registry.borrow_mut().take(id);
                 drop(taken);
                 continue;
             }

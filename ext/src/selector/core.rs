@@ -3,9 +3,9 @@
 //! eventfd, the idle duration and the owner (process and thread).
 
 use std::cell::{Cell, RefCell};
+use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Once;
-use std::io;
 use std::time::{Duration, Instant};
 
 use magnus::{gc::Marker, prelude::*, rb_sys::AsRawValue, value::Opaque, Error, Ruby, Value};
@@ -85,8 +85,9 @@ impl Core {
     }
 
     /// Whether a `select` is blocked in the GVL-free wait right now.
+    /// (A forked child inherits the flag as the parent's thread had it.)
     pub fn is_blocked(&self) -> bool {
-        self.blocked.load(Ordering::SeqCst)
+        self.blocked.load(Ordering::SeqCst) && !self.is_forked()
     }
 
     /// Ring and epoll operations belong to the thread that made the selector.
@@ -229,8 +230,7 @@ impl Core {
 
     /// From any thread: end a blocking `select`. False when not blocked.
     pub fn wakeup(&self) -> bool {
-        // A forked child inherits `blocked` as it was in the parent's thread.
-        if self.blocked.load(Ordering::SeqCst) && !self.is_forked() {
+        if self.is_blocked() {
             self.interrupt.signal();
             true
         } else {

@@ -115,6 +115,12 @@ impl URing {
     /// a `select` on the owner thread is blocked (the ring is borrowed).
     fn close(ruby: &Ruby, rb_self: This<Self>) -> Result<(), Error> {
         let Ok(mut ring) = rb_self.ring.try_borrow_mut() else {
+            if rb_self.core.is_forked() {
+                // Borrowed by a `select` of the parent's thread, which does
+                // not exist here: `Drop` forgets the ring (it needs no borrow).
+                rb_self.core.interrupt().close();
+                return Ok(());
+            }
             return Err(in_use(ruby));
         };
         if let Some(ring) = ring.take() {

@@ -1,0 +1,266 @@
+//! One read or write that never blocks, and how to make it with the fewest
+//! system calls.
+//!
+//! A socket takes `recv`/`send` with `MSG_DONTWAIT`: non-blocking for that
+//! call whatever the descriptor's `O_NONBLOCK`, so its flags are neither read
+//! nor changed (`O_NONBLOCK` belongs to the open file, which a forked child
+//! or a dup may share). `read`/`write` on a socket are exactly these calls,
+//! except that `write` adds `MSG_EOR` on a `SOCK_SEQPACKET` socket, so we do
+//! too. Anything else (pipes, ttys, files) takes `read`/`write` with
+//! `O_NONBLOCK` set for the call if it was not (`fcntl`), and put back after.
+//!
+//! Which is which is asked once (`getsockopt(SO_TYPE)`) per descriptor and IO
+//! object, and remembered (`Routes`). A remembered answer may be wrong (the
+//! IO was reopened onto another file, or a new IO took a freed one's
+//! address); both ways are safe: `recv` on a non-socket fails with
+//! `ENOTSOCK` and the call falls back to `read`, and the `fcntl` route works
+//! for sockets too.
+
+use std::cell::Cell;
+use std::os::fd::RawFd;
+
+use crate::ruby::buffer::BufferAccess;
+
+/// How reads and writes reach a descriptor without blocking.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// `recv`/`send` with `MSG_DONTWAIT`; `send` also gets these flags.
+    Socket { send_flags: libc::c_int },
+    /// `read`/`write` with `O_NONBLOCK` set around the call.
+    Plain,
+}
+
+/// Descriptors past this are not remembered (they take the `fcntl` route).
+const REMEMBERED: usize = 1 << 16;
+
+/// The route of each descriptor number, with the address of the IO object
+/// it was found for.
+#[derive(Default)]
+pub struct Routes(Vec<(u64, Option<Route>)>);
+
+impl Routes {
+    /// The route to `fd` through the IO object at `address`.
+    pub fn get(&mut self, fd: RawFd, address: u64) -> Route {
+        let Ok(index) = usize::try_from(fd) else {
+            return Route::Plain;
+        };
+        if index >= REMEMBERED {
+            return Route::Plain;
+        }
+        if let Some(&(known, Some(route))) = self.0.get(index) {
+            if known == address {
+                return route;
+            }
+        }
+        let route = probe(fd);
+        self.set(fd, address, route);
+        route
+    }
+
+    pub fn set(&mut self, fd: RawFd, address: u64, route: Route) {
+        let Ok(index) = usize::try_from(fd) else {
+            return;
+        };
+        if index >= REMEMBERED {
+            return;
+        }
+        if self.0.len() <= index {
+            self.0.resize(index + 1, (0, None));
+        }
+        self.0[index] = (address, Some(route));
+    }
+}
+
+/// Ask the kernel whether `fd` is a socket, and of which type.
+fn probe(fd: RawFd) -> Route {
+    let mut kind: libc::c_int = 0;
+    let mut size = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `kind` and `size` are locals of the sizes getsockopt expects.
+    let result = unsafe {
+        libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_TYPE, (&mut kind as *mut libc::c_int).cast(), &mut size)
+    };
+    if result < 0 {
+        return Route::Plain;
+    }
+    let eor = if kind == libc::SOCK_SEQPACKET { libc::MSG_EOR } else { 0 };
+    Route::Socket { send_flags: libc::MSG_DONTWAIT | eor }
+}
+
+/// One transfer's way to its descriptor: the route, switched to `Plain`
+/// (setting `O_NONBLOCK`) if a socket route meets a non-socket, and the
+/// flags to put back at the end.
+pub struct Channel {
+    fd: RawFd,
+    route: Cell<Route>,
+    restore: Cell<Option<libc::c_int>>,
+}
+
+impl Channel {
+    pub fn new(fd: RawFd, route: Route) -> Channel {
+        let restore = if route == Route::Plain { set_nonblock(fd) } else { None };
+        Channel { fd, route: Cell::new(route), restore: Cell::new(restore) }
+    }
+
+    /// One read(2)/write(2)/pread(2)/pwrite(2) (or recv/send), bytes moved
+    /// or `-errno`. The kernel is done with the buffer when it returns.
+    /// Returns the route it took, when it had to change it.
+    pub fn attempt(&self, access: BufferAccess, base: *mut u8, len: usize, at: Option<u64>) -> (isize, Option<Route>) {
+        let len = len.min(isize::MAX as usize);
+        if let (Route::Socket { send_flags }, None) = (self.route.get(), at) {
+            let result = retry(|| {
+                // SAFETY: `base..base+len` lies inside the locked buffer that the
+                // transfer loop holds for the duration of this call.
+                unsafe {
+                    match access {
+                        BufferAccess::Fill => libc::recv(self.fd, base.cast(), len, libc::MSG_DONTWAIT),
+                        BufferAccess::Drain => libc::send(self.fd, base.cast(), len, send_flags),
+                    }
+                }
+            });
+            if result != -(libc::ENOTSOCK as isize) {
+                return (result, None);
+            }
+            self.route.set(Route::Plain);
+            self.restore.set(set_nonblock(self.fd));
+            return (plain(self.fd, access, base, len, at), Some(Route::Plain));
+        }
+        (plain(self.fd, access, base, len, at), None)
+    }
+
+    /// Put back the flags `new` (or a fallback) changed, if `fd` still names
+    /// the same descriptor (`still_ours`): a fiber may have closed it
+    /// meanwhile, and the number may be someone else's now.
+    pub fn finish(self, still_ours: impl FnOnce() -> bool) {
+        if let Some(flags) = self.restore.get() {
+            if still_ours() {
+                // SAFETY: F_SETFL with an integer; errors are harmless here.
+                unsafe { libc::fcntl(self.fd, libc::F_SETFL, flags) };
+            }
+        }
+    }
+}
+
+/// read/write/pread/pwrite.
+fn plain(fd: RawFd, access: BufferAccess, base: *mut u8, len: usize, at: Option<u64>) -> isize {
+    let at = match at.map(libc::off_t::try_from) {
+        None => None,
+        Some(Ok(at)) => Some(at),
+        Some(Err(_)) => return -(libc::EINVAL as isize),
+    };
+    retry(|| {
+        // SAFETY: `base..base+len` lies inside the locked buffer that the
+        // transfer loop holds for the duration of this call.
+        unsafe {
+            match (access, at) {
+                (BufferAccess::Fill, None) => libc::read(fd, base.cast(), len),
+                (BufferAccess::Fill, Some(at)) => libc::pread(fd, base.cast(), len, at),
+                (BufferAccess::Drain, None) => libc::write(fd, base.cast(), len),
+                (BufferAccess::Drain, Some(at)) => libc::pwrite(fd, base.cast(), len, at),
+            }
+        }
+    })
+}
+
+/// `call` until it is not interrupted: its result, or `-errno`.
+fn retry(mut call: impl FnMut() -> isize) -> isize {
+    loop {
+        let result = call();
+        if result >= 0 {
+            return result;
+        }
+        let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO);
+        if errno != libc::EINTR {
+            return -(errno as isize);
+        }
+    }
+}
+
+/// Set O_NONBLOCK on `fd` if it is not set; returns the flags to put back.
+/// (Ruby makes pipes and sockets non-blocking already; files, ttys and
+/// inherited descriptors may not be.) A failure leaves the descriptor alone:
+/// the attempt then reports whatever is wrong with it.
+fn set_nonblock(fd: RawFd) -> Option<libc::c_int> {
+    // SAFETY: fcntl with F_GETFL takes no pointer.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 || flags & libc::O_NONBLOCK != 0 {
+        return None;
+    }
+    // SAFETY: as above, F_SETFL with an integer.
+    let set = unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) };
+    (set == 0).then_some(flags)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+    use super::*;
+
+    fn pair(socket: bool) -> (OwnedFd, OwnedFd) {
+        let mut fds = [0; 2];
+        let result = if socket {
+            // SAFETY: `fds` has room for the two descriptors socketpair writes.
+            unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr()) }
+        } else {
+            // SAFETY: `fds` has room for the two descriptors pipe2 writes.
+            unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }
+        };
+        assert_eq!(result, 0);
+        // SAFETY: both descriptors are fresh and owned by nobody else.
+        unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
+    }
+
+    fn flags(fd: &OwnedFd) -> libc::c_int {
+        // SAFETY: fcntl with F_GETFL takes no pointer.
+        unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) }
+    }
+
+    #[test]
+    fn sockets_are_found_and_remembered_per_io() {
+        let (a, _b) = pair(true);
+        let (r, _w) = pair(false);
+        let mut routes = Routes::default();
+        assert_eq!(routes.get(a.as_raw_fd(), 1), Route::Socket { send_flags: libc::MSG_DONTWAIT });
+        assert_eq!(routes.get(r.as_raw_fd(), 1), Route::Plain);
+        routes.set(r.as_raw_fd(), 1, Route::Socket { send_flags: 0 });
+        assert_eq!(routes.get(r.as_raw_fd(), 1), Route::Socket { send_flags: 0 }, "remembered");
+        assert_eq!(routes.get(r.as_raw_fd(), 2), Route::Plain, "another IO is asked about again");
+        assert_eq!(routes.get(-1, 1), Route::Plain);
+    }
+
+    #[test]
+    fn a_blocking_socket_is_read_without_blocking_or_changing_its_flags() {
+        let (a, b) = pair(true);
+        let before = flags(&a);
+        assert_eq!(before & libc::O_NONBLOCK, 0);
+        let channel = Channel::new(a.as_raw_fd(), probe(a.as_raw_fd()));
+        let mut byte = [0u8; 1];
+        assert_eq!(channel.attempt(BufferAccess::Fill, byte.as_mut_ptr(), 1, None), (-(libc::EAGAIN as isize), None));
+        let mut out = *b"z";
+        let channel_b = Channel::new(b.as_raw_fd(), probe(b.as_raw_fd()));
+        assert_eq!(channel_b.attempt(BufferAccess::Drain, out.as_mut_ptr(), 1, None), (1, None));
+        assert_eq!(channel.attempt(BufferAccess::Fill, byte.as_mut_ptr(), 1, None), (1, None));
+        assert_eq!(&byte, b"z");
+        channel.finish(|| true);
+        assert_eq!(flags(&a), before);
+    }
+
+    #[test]
+    fn a_wrong_socket_route_falls_back_and_restores_the_flags() {
+        let (r, w) = pair(false);
+        let before = flags(&r);
+        let channel = Channel::new(r.as_raw_fd(), Route::Socket { send_flags: libc::MSG_DONTWAIT });
+        let mut byte = [0u8; 1];
+        assert_eq!(
+            channel.attempt(BufferAccess::Fill, byte.as_mut_ptr(), 1, None),
+            (-(libc::EAGAIN as isize), Some(Route::Plain)),
+            "read non-blocking after the ENOTSOCK"
+        );
+        assert_ne!(flags(&r) & libc::O_NONBLOCK, 0);
+        // SAFETY: writes one byte from a static buffer.
+        assert_eq!(unsafe { libc::write(w.as_raw_fd(), b"q".as_ptr().cast(), 1) }, 1);
+        assert_eq!(channel.attempt(BufferAccess::Fill, byte.as_mut_ptr(), 1, None), (1, None));
+        channel.finish(|| true);
+        assert_eq!(flags(&r), before);
+    }
+}
