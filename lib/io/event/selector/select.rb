@@ -23,6 +23,10 @@ class IO
       class Select
         IMPLEMENTATION = IO::Event::IMPLEMENTATION
 
+        # Negative errnos, as io_read and io_write return them.
+        EAGAIN = -Errno::EAGAIN::Errno
+        EWOULDBLOCK = -Errno::EWOULDBLOCK::Errno
+
         include Transfer
         include Wait
 
@@ -31,6 +35,10 @@ class IO
         PROCESS_POLL_MINIMUM = 0.001
         PROCESS_POLL_MAXIMUM = 0.05
         private_constant :PROCESS_POLL_MINIMUM, :PROCESS_POLL_MAXIMUM
+
+        # Durations above this many seconds (68 years) wait until woken.
+        LONGEST_WAIT = 2**31
+        private_constant :LONGEST_WAIT
 
         def initialize(loop)
           @loop = loop
@@ -157,6 +165,20 @@ class IO
           forget(io, waiter) if waiter
         end
 
+        # IO.select(readable, writable, priority, timeout) on a helper thread,
+        # whose join lets other fibers run under a fiber scheduler (the
+        # scheduler's io_select hook can forward here). Returns IO.select's
+        # answer.
+        def io_select(readable, writable, priority, timeout)
+          thread = ::Thread.new do
+            ::Thread.current.report_on_exception = false
+            ::IO.select(readable, writable, priority, timeout)
+          end
+          thread.value
+        ensure
+          thread&.kill
+        end
+
         # Closes the raw descriptor +fd+. Returns true.
         def io_close(fd)
           integer!(fd, "fd")
@@ -256,9 +278,11 @@ class IO
           if duration.is_a?(Float) && duration.nan?
             Kernel.raise ArgumentError, "select duration is NaN"
           end
-          return nil if duration.infinite? == 1
+          return 0 if duration.negative?
+          # Longer than any timeout IO.select takes (1e30, 2**64...): forever.
+          return nil if duration > LONGEST_WAIT
 
-          duration.negative? ? 0 : duration
+          duration
         end
 
         def enqueue_current

@@ -14,10 +14,9 @@ class IO
         # between, over the byte-moving strategy that suits this Ruby
         # (BufferV1, BufferV3 or BufferStrings; see Support.buffer_io).
         module Transfer
-          EAGAIN = -Errno::EAGAIN::Errno
-          EWOULDBLOCK = -Errno::EWOULDBLOCK::Errno
+          # (EAGAIN and EWOULDBLOCK are Select's.)
           EINVAL = -Errno::EINVAL::Errno
-          private_constant :EAGAIN, :EWOULDBLOCK, :EINVAL
+          private_constant :EINVAL
 
           include(
             case Support.buffer_io

@@ -28,7 +28,7 @@ class IO
             timeout = 0 if Thread.pending_interrupt?
             if timeout&.zero?
               @idle_duration = 0.0
-              return io_select(readable, writable, priority, 0)
+              return select_ios(readable, writable, priority, 0)
             end
 
             @blocked = true
@@ -56,7 +56,7 @@ class IO
               if (timeout.nil? || timeout > SHORT_WAIT) && ::Thread.current.equal?(::Thread.main)
                 select_on_main_thread(readable, writable, priority, timeout)
               else
-                io_select(readable, writable, priority, timeout)
+                select_ios(readable, writable, priority, timeout)
               end
             rescue ::Exception => error # rubocop:disable Lint/RescueException
               interruption = error
@@ -66,12 +66,12 @@ class IO
             ready
           end
 
-          # IO.select, except that an IO closed by another thread meanwhile
-          # (which raises IOError in the selecting thread) counts as no event:
-          # the next #select hands its waiters an IOError.
-          def io_select(readable, writable, priority, timeout)
+          # IO.select, except that an IO closed meanwhile (by another thread,
+          # or a trap handler: IOError, or EBADF when the kernel saw it first)
+          # counts as no event: the next #select hands its waiters an IOError.
+          def select_ios(readable, writable, priority, timeout)
             ::IO.select(readable, writable, priority, timeout)
-          rescue IOError
+          rescue IOError, Errno::EBADF
             closed = [readable, writable, priority].any? do |set|
               set.any? { |io| io.to_io.closed? }
             end
@@ -93,7 +93,7 @@ class IO
 
             helper = Thread.new do
               Thread.current.report_on_exception = false
-              io_select(readable, writable, priority, timeout)
+              select_ios(readable, writable, priority, timeout)
             ensure
               mutex.synchronize do
                 done = true
