@@ -6,7 +6,7 @@
 # process, under a short timeout, so that the test process itself only ever
 # sees a failed assertion:
 #
-#   isolated(timeout: 5) do
+#   isolated(timeout: 5) do     # SOUNDNESS_INLINE=1 runs it in-process (debugging)
 #     step "selector built"        # progress, reported if the child dies or hangs
 #     assert_equal 1, 1           # assertions work in the child; a failure is re-raised here
 #     :value                      # returned to the parent (Marshal, or its #inspect)
@@ -81,12 +81,16 @@ module Soundness
 
     # Number of open descriptors of this process.
     def fd_count
-      Dir.children("/proc/self/fd").size
+      fd_list.size
     end
 
-    # The descriptors themselves (for "what leaked" messages).
+    # The open descriptors, without the one the listing itself used.
     def fd_list
-      Dir.children("/proc/self/fd").map(&:to_i).sort
+      Dir.children("/proc/self/fd").map(&:to_i).select do |fd|
+        File.readlink("/proc/self/fd/#{fd}")
+      rescue SystemCallError
+        false
+      end.sort
     end
 
     # "7 -> anon_inode:[eventfd]" for each descriptor number.
@@ -100,7 +104,10 @@ module Soundness
 
     # Runs the block in a forked child; see the file comment. Returns the
     # block's value.
-    def isolated(timeout: CHILD_TIMEOUT, label: nil)
+    def isolated(timeout: CHILD_TIMEOUT, label: nil, &block)
+      # Debugging aid: SOUNDNESS_INLINE=1 runs the block in the test process.
+      return block.call if ENV["SOUNDNESS_INLINE"] == "1"
+
       # Garbage of earlier tests (an unclosed selector, say) is collected here,
       # not in the child, where dropping it would test something else.
       GC.start
