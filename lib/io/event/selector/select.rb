@@ -121,6 +121,7 @@ class IO
 
         # Appends +fiber+ to the ready queue; it is resumed by the next #select.
         def push(fiber)
+          fiber!(fiber)
           @ready.push(fiber)
           nil
         end
@@ -149,9 +150,12 @@ class IO
         # +io+ is, or gets, closed.
         def io_wait(fiber, io, events)
           check_open!
+          fiber!(fiber)
           Kernel.raise TypeError, "expected an IO, not #{io.class}" unless io.respond_to?(:to_io)
           integer!(events, "events")
           Kernel.raise IOError, "closed stream" if io.to_io.closed?
+          # Parking the loop on itself would never come back.
+          Kernel.raise "io_wait called on the event loop fiber" if Fiber.current.equal?(@loop)
 
           waiter = Waiter.new(fiber, events)
           (@waiting[io] ||= []) << waiter
@@ -198,6 +202,7 @@ class IO
         # interrupted wait never consumes the exit status.
         def process_wait(fiber, pid, flags)
           check_open!
+          fiber!(fiber)
           integer!(pid, "pid")
           integer!(flags, "flags")
           if flags.anybits?(::Process::WNOHANG)
@@ -256,10 +261,10 @@ class IO
           Kernel.raise IOError, "selector is closed" if closed?
         end
 
-        def fiber!(fiber, method)
-          return if fiber.respond_to?(method)
+        def fiber!(fiber, method = :transfer)
+          return if fiber.respond_to?(:alive?) && fiber.respond_to?(method)
 
-          Kernel.raise TypeError, "expected a Fiber (or an object with ##{method}), not #{fiber.class}"
+          Kernel.raise TypeError, "expected a Fiber (or an object with #alive? and ##{method}), not #{fiber.class}"
         end
 
         def integer!(value, name)

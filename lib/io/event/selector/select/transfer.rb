@@ -69,6 +69,10 @@ class IO
           # be closed) and the answer is 0.
           def transfer_loop(fiber, io, buffer, length, offset, event)
             check_open!
+            Kernel.raise TypeError, "expected an IO, not #{io.class}" unless io.respond_to?(:to_io)
+            unless buffer.is_a?(IO::Buffer)
+              Kernel.raise TypeError, "expected an IO::Buffer, not #{buffer.class}"
+            end
             integer!(length, "length")
             integer!(offset, "offset")
             Kernel.raise ArgumentError, "negative length #{length}" if length.negative?
