@@ -101,6 +101,11 @@ impl Channel {
         Channel { fd, route: Cell::new(route), restore: Cell::new(restore) }
     }
 
+    /// The descriptor this channel was opened for.
+    pub fn fd(&self) -> RawFd {
+        self.fd
+    }
+
     /// One read(2)/write(2)/pread(2)/pwrite(2) (or recv/send), bytes moved
     /// or `-errno`. The kernel is done with the buffer when it returns.
     /// Returns the route it took, when it had to change it.

@@ -11,16 +11,17 @@
 //! kernel never holds the caller's buffer past the call, so there is nothing
 //! to cancel.
 
-use crate::ruby::receiver::This;
 use std::os::fd::{AsRawFd, RawFd};
 
-use magnus::{prelude::*, rb_sys::AsRawValue, Error, Integer, IntoValue, RModule, Ruby, Value};
+use magnus::{rb_sys::AsRawValue, Error, Integer, IntoValue, Ruby, Value};
 
 use super::nonblock::{Channel, Route};
 use super::registry::Outcome;
 use super::{Anchor, EPoll, WaiterRefs};
+use crate::ruby::receiver::This;
 use crate::ruby::{error, fiber, io};
 use crate::selector::events;
+use crate::selector::process_wait::{self, Change, ChildWait};
 use crate::selector::transfer_loop::{self, Call, Transfer};
 use crate::sys;
 
@@ -40,6 +41,7 @@ impl EPoll {
     /// the fiber, `Fiber#kill`, a throw) propagate after the waiter is gone.
     fn park(&self, ruby: &Ruby, fd: RawFd, wanted: i32, refs: WaiterRefs) -> Result<Parked, Error> {
         self.core.check_owner(ruby)?;
+        let loop_fiber = self.core.loop_to_park_on(ruby)?;
         let kernel = self.open_kernel(ruby)?;
         let anchor = refs.io.map(|io| Anchor::new(ruby.get_inner(io)));
         let added = self.registry.borrow_mut().add(fd, wanted, anchor, refs, &kernel);
@@ -49,7 +51,7 @@ impl EPoll {
             Err(e) => return Err(error::from_io(ruby, e, "epoll_ctl")),
         };
 
-        let switched = fiber::transfer(self.core.loop_fiber(ruby), &[]);
+        let switched = fiber::transfer(loop_fiber, &[]);
 
         let taken = self.registry.borrow_mut().take(id);
         let (outcome, refs) = match taken {
@@ -72,7 +74,11 @@ impl EPoll {
     /// Let the other fibers run once (the loop resumes us at its next
     /// `select`): what waiting on an always-ready descriptor amounts to.
     fn yield_once(&self, ruby: &Ruby) -> Result<(), Error> {
-        self.core.resume(ruby, self.core.loop_fiber(ruby), &[]).map(drop)
+        let loop_fiber = self.core.loop_fiber(ruby);
+        if loop_fiber.as_raw() == fiber::current(ruby).as_raw() {
+            return Ok(()); // The loop itself: nobody else to let run.
+        }
+        self.core.resume(ruby, loop_fiber, &[]).map(drop)
     }
 }
 
@@ -109,6 +115,10 @@ struct EPollIo<'a> {
 
 impl transfer_loop::Backend for EPollIo<'_> {
     fn attempt(&self, op: &Transfer, base: *mut u8, len: usize, position: Option<u64>) -> Result<isize, Error> {
+        if op.fd != self.channel.fd() {
+            // The IO was reopened onto another descriptor mid-call.
+            return Ok(-(libc::EBADF as isize));
+        }
         let (result, changed) = self.channel.attempt(op.access, base, len, position);
         if let Some(route) = changed {
             self.selector.routes.borrow_mut().set(op.fd, op.io.as_raw(), route);
@@ -176,47 +186,27 @@ pub fn process_wait(ruby: &Ruby, rb_self: This<EPoll>, target: Value, pid: i32, 
     let target = fiber::check(ruby, target)?;
     rb_self.core.check_owner(ruby)?;
     rb_self.open_kernel(ruby)?;
-    if pid <= 0 {
-        return delegate(ruby, pid, flags);
-    }
-    if flags & libc::WNOHANG != 0 {
-        return reap(ruby, pid, flags);
-    }
-    loop {
-        // Already exited (or not our child: ECHILD) needs no wait at all.
-        let status = reap(ruby, pid, flags | libc::WNOHANG)?;
-        if !status.is_nil() {
-            return Ok(status);
-        }
+    process_wait::process_wait(ruby, &*rb_self, target, pid, flags)
+}
+
+/// Waits for a pidfd (owned by the waiter, so closed on every exit path) to
+/// become readable.
+impl ChildWait for EPoll {
+    fn wait_for_change(&self, ruby: &Ruby, fiber: Value, pid: i32, _flags: i32) -> Result<Change, Error> {
         let pidfd = match sys::pidfd_open(pid) {
             Ok(pidfd) => pidfd,
-            // Gone since the reap above: reaping again reports it (ECHILD).
-            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => return reap(ruby, pid, flags | libc::WNOHANG),
+            // Gone since the reap: reaping again reports it.
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => return Ok(Change::Changed),
             // No pidfds here (before Linux 5.3): a helper thread waits.
-            Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => return delegate(ruby, pid, flags),
+            Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => return Ok(Change::Unsupported),
             Err(e) => return Err(error::from_io(ruby, e, "pidfd_open")),
         };
         let fd = pidfd.as_raw_fd();
-        let refs = WaiterRefs { fiber: target.into(), io: None, owned: Some(pidfd) };
-        match rb_self.park(ruby, fd, events::READABLE, refs)? {
-            Parked::Ready(_) => continue,
-            Parked::Cancelled => return Ok(ruby.qnil().as_value()),
-            Parked::Unpollable => return delegate(ruby, pid, flags),
-        }
+        let refs = WaiterRefs { fiber: fiber.into(), io: None, owned: Some(pidfd) };
+        Ok(match self.park(ruby, fd, events::READABLE, refs)? {
+            Parked::Ready(_) => Change::Changed,
+            Parked::Cancelled => Change::NoEvent,
+            Parked::Unpollable => Change::Unsupported,
+        })
     }
-}
-
-/// `Process::Status.wait(pid, flags)`: a Process::Status, or nil with WNOHANG.
-/// With WNOHANG it never enters the fiber scheduler.
-fn reap(ruby: &Ruby, pid: i32, flags: i32) -> Result<Value, Error> {
-    let process: RModule = ruby.class_object().const_get("Process")?;
-    let status: Value = process.const_get("Status")?;
-    status.funcall("wait", (pid, flags))
-}
-
-/// `IO::Event::Selector.process_wait(pid, flags)`: waits on a helper thread.
-fn delegate(ruby: &Ruby, pid: i32, flags: i32) -> Result<Value, Error> {
-    let event: RModule = ruby.class_io().const_get("Event")?;
-    let selector: RModule = event.const_get("Selector")?;
-    selector.funcall("process_wait", (pid, flags))
 }

@@ -70,9 +70,10 @@ pub fn with_lent<R>(
     access: BufferAccess,
     f: impl FnOnce(Bytes) -> Result<R, Error>,
 ) -> Result<R, Error> {
-    let bytes = bytes(buffer, access)?;
+    // Lock before taking the address: `take` may run Ruby code (a trap
+    // handler, another thread) that frees or resizes an unlocked buffer.
     take(buffer)?;
-    let result = f(bytes);
+    let result = bytes(buffer, access).and_then(f);
     let given_back = give_back(buffer);
     let result = result?;
     given_back?;
@@ -80,21 +81,72 @@ pub fn with_lent<R>(
 }
 
 fn take(buffer: Value) -> Result<(), Error> {
+    // SAFETY: reads an exported class constant; we hold the GVL.
+    let buffer_class = unsafe { rb_sys::rb_cIOBuffer };
+    // SAFETY: a class test on a live VALUE; runs no Ruby code.
+    if unsafe { rb_sys::rb_obj_is_kind_of(buffer.as_raw(), buffer_class) } == rb_sys::Qfalse as rb_sys::VALUE {
+        let ruby = magnus::Ruby::get_with(buffer);
+        return Err(super::error::type_error(
+            &ruby,
+            format!("expected an IO::Buffer, got {}", super::error::class_name(buffer)),
+        ));
+    }
     let key = buffer.as_raw();
-    if let Some(lent) = lent().get_or_insert_with(HashMap::new).get_mut(&key) {
+    {
+        let mut map = lent();
+        let map = map.get_or_insert_with(HashMap::new);
+        if let Some(lent) = map.get_mut(&key) {
+            lent.holders += 1;
+            return Ok(());
+        }
+        // Claimed before asking Ruby anything: whoever lends the buffer
+        // while the question below runs other Ruby code only counts itself.
+        map.insert(key, Lent { buffer: buffer.into(), holders: 1, locked_by_us: false });
+    }
+    let locked = lock_unless_locked(buffer);
+    let mut map = lent();
+    let map = map.get_or_insert_with(HashMap::new);
+    match locked {
+        Ok(locked_by_us) => {
+            if let Some(lent) = map.get_mut(&key) {
+                lent.locked_by_us = locked_by_us;
+            }
+            Ok(())
+        }
+        Err(error) => {
+            // Not a buffer (TypeError), or something else went wrong: undo the claim.
+            if let Some(lent) = map.get_mut(&key) {
+                lent.holders -= 1;
+                if lent.holders == 0 {
+                    map.remove(&key);
+                }
+            }
+            Err(error)
+        }
+    }
+}
+
+/// Lock `buffer` unless its owner already has. True if we locked it.
+fn lock_unless_locked(buffer: Value) -> Result<bool, Error> {
+    if buffer.funcall::<_, _, bool>(*LOCKED_P, ())? {
+        return Ok(false);
+    }
+    // SAFETY: `buffer` answered `locked?`, so it is an IO::Buffer; protect
+    // catches the raise if Ruby code run by the call above locked it since.
+    match magnus::rb_sys::protect(|| unsafe { rb_sys::rb_io_buffer_lock(buffer.as_raw()) }) {
+        Ok(_) => Ok(true),
+        Err(_) if buffer.funcall::<_, _, bool>(*LOCKED_P, ())? => Ok(false),
+        Err(error) => Err(error),
+    }
+}
+
+/// Keep `buffer` lent for good: the kernel may still use it after its call
+/// gave up on the op (the selector was torn down with it in flight), so it
+/// must stay locked (and marked) rather than be freed or resized.
+pub fn keep_lent_forever(buffer: Value) {
+    if let Some(lent) = lent().get_or_insert_with(HashMap::new).get_mut(&buffer.as_raw()) {
         lent.holders += 1;
-        return Ok(());
     }
-    // No Ruby code runs between this check and the insert below (both
-    // calls are C methods that cannot switch fibers or threads).
-    let already_locked: bool = buffer.funcall(*LOCKED_P, ())?;
-    if !already_locked {
-        // SAFETY: `buffer` is a live IO::Buffer (`bytes` checked); protect catches raises.
-        magnus::rb_sys::protect(|| unsafe { rb_sys::rb_io_buffer_lock(key) })?;
-    }
-    let entry = Lent { buffer: buffer.into(), holders: 1, locked_by_us: !already_locked };
-    lent().get_or_insert_with(HashMap::new).insert(key, entry);
-    Ok(())
 }
 
 fn give_back(buffer: Value) -> Result<(), Error> {

@@ -108,6 +108,20 @@ impl Core {
         }
     }
 
+    /// The loop fiber, to switch to from a fiber about to park. Parking the
+    /// loop fiber itself would switch to itself and come straight back with
+    /// nothing done: `RuntimeError` instead (as the Select selector does).
+    pub fn loop_to_park_on(&self, ruby: &Ruby) -> Result<Value, Error> {
+        let loop_fiber = self.loop_fiber(ruby);
+        if loop_fiber.as_raw() == fiber::current(ruby).as_raw() {
+            return Err(Error::new(
+                ruby.exception_runtime_error(),
+                "cannot wait on the event loop fiber: it is what would resume the waiter",
+            ));
+        }
+        Ok(loop_fiber)
+    }
+
     pub fn loop_fiber(&self, ruby: &Ruby) -> Value {
         ruby.get_inner(self.state.borrow().loop_fiber)
     }
@@ -171,19 +185,24 @@ impl Core {
     /// Block in `wait(remaining)`, which releases the GVL
     /// (`nogvl::without_gvl`), with `blocked` set so that `wakeup` from
     /// another thread knows to signal; records the idle time. `Ok(None)`
-    /// when it did not (finish) waiting: an interrupt is queued for the
-    /// thread, even a masked one (io-event does the same: `select` returns 0
-    /// and the interrupt is delivered when the mask ends), or serving one
-    /// made a fiber ready.
+    /// when it did not wait to the end: a fiber became ready, an interrupt is
+    /// queued for the thread (even a masked one: io-event returns 0 then too,
+    /// and the interrupt is delivered when the mask ends), or one was served.
+    ///
+    /// `blocked` is set before anything here can let another thread run
+    /// (the pending-interrupt query is a method call): a `push` + `wakeup`
+    /// from that thread then writes the eventfd, so the wait ends at once,
+    /// and the ready check right before the wait sees the push.
     ///
     /// `wait` returns `None` when Ruby had an interrupt flagged and did not
     /// block at all, and an `Interrupted` error when a signal ended the wait
-    /// before anything happened. Either way the interrupt is served here (a
-    /// thread switch, a trap handler, or `Thread#raise`/`#kill`, which
-    /// propagate) with no borrow held, and the wait goes on for what is left
-    /// of `timeout`. So a time-slice switch never ends `select(nil)` early,
-    /// and a trap handler runs before `select` returns. `wait` must look the
-    /// selector's state up afresh each time: a handler may have closed it.
+    /// before Ruby flagged it. A flagged interrupt is served here (a thread
+    /// switch, a trap handler, or `Thread#raise`/`#kill`, which propagate)
+    /// with no borrow held and `blocked` clear (a handler may close the
+    /// selector), and then `select` returns, as in io-event. A signal not
+    /// flagged yet is waited for: Ruby flags it and calls the unblock
+    /// function, which ends the next wait. `wait` must look the selector's
+    /// state up afresh each time.
     pub fn blocking<T>(
         &self,
         ruby: &Ruby,
@@ -191,33 +210,35 @@ impl Core {
         mut wait: impl FnMut(Option<Duration>) -> Option<io::Result<T>>,
     ) -> Result<io::Result<Option<T>>, Error> {
         let start = Instant::now();
-        loop {
-            if thread::has_pending_interrupt(ruby)? {
-                self.idle.set(start.elapsed().as_secs_f64());
-                return Ok(Ok(None));
+        let outcome = loop {
+            self.blocked.store(true, Ordering::SeqCst);
+            let pending = thread::has_pending_interrupt(ruby);
+            if !matches!(pending, Ok(false)) || self.is_ready() {
+                self.blocked.store(false, Ordering::SeqCst);
+                pending?;
+                break Ok(None);
             }
             let remaining = timeout.map(|timeout| timeout.saturating_sub(start.elapsed()));
-            self.blocked.store(true, Ordering::SeqCst);
             let result = wait(remaining);
             self.blocked.store(false, Ordering::SeqCst);
-            self.idle.set(start.elapsed().as_secs_f64());
-            match result {
-                Some(Err(error)) if error.kind() == io::ErrorKind::Interrupted => {}
-                Some(result) => {
-                    // A trap handler whose signal arrived meanwhile runs now,
-                    // rather than at some later safepoint.
-                    if thread::is_interrupted(ruby) {
-                        thread::check_interrupts()?;
+            let served = match result {
+                Some(Err(error)) if error.kind() == io::ErrorKind::Interrupted => {
+                    if !thread::is_interrupted(ruby) && remaining != Some(Duration::ZERO) {
+                        continue;
                     }
-                    return Ok(result.map(Some));
+                    None
                 }
-                None => {}
+                Some(result) => Some(result),
+                None => None,
+            };
+            if thread::is_interrupted(ruby) || served.is_none() {
+                self.idle.set(start.elapsed().as_secs_f64());
+                thread::check_interrupts()?;
             }
-            thread::check_interrupts()?;
-            if self.is_ready() || remaining == Some(Duration::ZERO) {
-                return Ok(Ok(None));
-            }
-        }
+            break served.map_or(Ok(None), |result| result.map(Some));
+        };
+        self.idle.set(start.elapsed().as_secs_f64());
+        Ok(outcome)
     }
 
     pub fn reset_idle(&self) {

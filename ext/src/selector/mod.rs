@@ -4,6 +4,7 @@
 pub mod core;
 pub mod events;
 pub mod interrupt;
+pub mod process_wait;
 pub mod ready_queue;
 pub mod timeout;
 pub mod transfer_loop;

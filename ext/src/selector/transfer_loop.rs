@@ -56,7 +56,11 @@ pub fn run(ruby: &Ruby, backend: &impl Backend, call: Call) -> Result<i64, Error
         if offset == bytes.size {
             return Ok(0);
         }
-        let op = Transfer { fiber, io, fd: io::descriptor(ruby, io)?, buffer, access };
+        // The descriptor is looked up again before every attempt and every
+        // wait: each of them may let other fibers run, and one of them may
+        // have closed the IO (IOError) or put another file under its number.
+        let current =
+            || -> Result<Transfer, Error> { Ok(Transfer { fiber, io, fd: io::descriptor(ruby, io)?, buffer, access }) };
         let ready_for = match access {
             BufferAccess::Fill => events::READABLE,
             BufferAccess::Drain => events::WRITABLE,
@@ -68,6 +72,7 @@ pub fn run(ruby: &Ruby, backend: &impl Backend, call: Call) -> Result<i64, Error
             // SAFETY: offset < size, so the pointer stays inside the buffer.
             let base = unsafe { bytes.base.add(offset) };
             let at = position.map(|p| p + total as u64);
+            let op = current()?;
             let result = if length == 0 {
                 backend.attempt_now(&op, base, bytes.size - offset, at)?
             } else {
@@ -84,7 +89,7 @@ pub fn run(ruby: &Ruby, backend: &impl Backend, call: Call) -> Result<i64, Error
             } else if result == 0 {
                 break;
             } else if remaining > 0 && is_again(result) {
-                backend.wait_ready(&op, ready_for)?;
+                backend.wait_ready(&current()?, ready_for)?;
             } else if total > 0 {
                 break;
             } else {

@@ -36,6 +36,13 @@ pub struct SlotRefs {
     pin: Option<crate::ruby::pins::Pin>,
 }
 
+impl SlotRefs {
+    /// Whether the op lends the caller's memory (a read or a write).
+    fn lends_memory(&self) -> bool {
+        self.pin.is_some()
+    }
+}
+
 pub enum Payload {
     /// Room for waitid's `siginfo_t` (128 bytes), written by the kernel.
     SigInfo([u64; 16]),
@@ -123,8 +130,18 @@ impl URing {
             }
             return Err(in_use(ruby));
         };
+        let giver = rb_self.giver();
+        if giver == teardown::Giver::OtherThread && rb_self.slots.borrow().in_flight_refs().any(SlotRefs::lends_memory)
+        {
+            // Only the owner can wait for the kernel to give the memory
+            // back, and its fibers could be resumed after we had given up.
+            return Err(Error::new(
+                ruby.exception_runtime_error(),
+                "selector has reads or writes in flight: close it on the thread that created it",
+            ));
+        }
         if let Some(ring) = ring.take() {
-            teardown::teardown(ring, &mut rb_self.slots.borrow_mut(), rb_self.giver());
+            teardown::teardown(ring, &mut rb_self.slots.borrow_mut(), giver);
         }
         rb_self.core.interrupt().close();
         Ok(())

@@ -185,6 +185,14 @@ impl<T> Slots<T> {
         })
     }
 
+    /// References of every op still in flight in the kernel.
+    pub fn in_flight_refs(&self) -> impl Iterator<Item = &T> {
+        self.slots
+            .iter()
+            .filter(|slot| matches!(slot.state, Lifecycle::Pending | Lifecycle::Orphaned))
+            .filter_map(|slot| slot.refs.as_ref())
+    }
+
     /// References of every op whose waiter is still interested (for marking).
     pub fn waiting_refs(&self) -> impl Iterator<Item = &T> {
         self.slots.iter().filter_map(|slot| match slot.state {

@@ -19,6 +19,8 @@
 
 use std::time::{Duration, Instant};
 
+use magnus::Ruby;
+
 use super::ring::{Ring, USER_DATA_WAKEUP};
 use super::slots::Slots;
 use super::{Payload, SlotRefs};
@@ -74,16 +76,29 @@ fn drain_all(ring: &mut Ring, slots: &mut Slots<SlotRefs>) -> bool {
         if Instant::now() >= deadline {
             return false;
         }
-        let submitted = ring.submit();
-        let waited = ring.wait(Some(Duration::from_millis(50)));
-        let reaped = ring.reap(|user_data, result, flags| {
-            slots.complete(user_data, result, flags);
-        });
-        if submitted.is_err() && waited.is_err() && reaped.is_err() {
+        // EEXIST (not the ring's issuer after all: a reused thread id, M:N
+        // threads), EBADF and the like will not go away: give up at once
+        // rather than spin until the deadline (inside the GC, maybe).
+        if ring.submit().is_err_and(|e| is_lasting(&e)) {
+            return false;
+        }
+        if ring.wait(Some(Duration::from_millis(50))).is_err_and(|e| is_lasting(&e)) {
+            return false;
+        }
+        if ring
+            .reap(|user_data, result, flags| {
+                slots.complete(user_data, result, flags);
+            })
+            .is_err()
+        {
             return false;
         }
     }
     true
+}
+
+fn is_lasting(error: &std::io::Error) -> bool {
+    !matches!(error.raw_os_error(), Some(libc::EINTR | libc::EAGAIN | libc::EBUSY | libc::ETIME))
 }
 
 /// Close the ring without waiting for the kernel, leaking whatever it may
@@ -92,6 +107,15 @@ fn drain_all(ring: &mut Ring, slots: &mut Slots<SlotRefs>) -> bool {
 /// holds its own reference to the file, so the number is ours to give back.
 fn abandon(ring: Ring, slots: &mut Slots<SlotRefs>) {
     slots.clear_leaking(|refs| {
+        if refs.pin.is_some() {
+            // Its waiter may still be resumed (by the owner thread) and give
+            // the buffer back: it must stay locked whatever happens.
+            if let Some(buffer) = refs.buffer {
+                // SAFETY: we hold the GVL (`close`, or the GC running `Drop`);
+                // the buffer is pinned, so alive, for good.
+                crate::ruby::buffer::keep_lent_forever(unsafe { Ruby::get_unchecked() }.get_inner(buffer));
+            }
+        }
         if let Some(payload) = refs.payload.take() {
             match *payload {
                 Payload::PidFd(_) => drop(payload),

@@ -4,7 +4,7 @@
 use io_uring::squeue;
 use magnus::{Error, Ruby};
 
-use crate::ruby::fiber;
+use crate::ruby::{fiber, nogvl};
 use crate::uring::slots::{Lifecycle, OpHandle};
 use crate::uring::{SlotRefs, URing};
 
@@ -51,6 +51,7 @@ impl URing {
         on_interrupt: OnInterrupt,
     ) -> Result<Parked, Error> {
         self.core.check_owner(ruby)?;
+        let loop_fiber = self.core.loop_to_park_on(ruby)?;
         let handle = self.slots.borrow_mut().insert(refs);
         let entry = build(handle.user_data());
         // SAFETY: forwarded from the caller's contract.
@@ -60,7 +61,7 @@ impl URing {
             return Err(error);
         }
 
-        let switched = fiber::transfer(self.core.loop_fiber(ruby), &[]);
+        let switched = fiber::transfer(loop_fiber, &[]);
 
         let taken = self.slots.borrow_mut().take_completed(handle);
         match (switched, taken) {
@@ -134,13 +135,26 @@ impl URing {
         }
     }
 
-    /// Wait (holding the GVL; a cancelled op completes promptly) until the
+    /// Wait up to 100 ms for a completion, without the GVL unless an
+    /// interrupt is pending (which would end a GVL-free wait at once, over
+    /// and over): a cancelled op normally completes at once, but one the
+    /// kernel cannot cancel must not stop every other thread meanwhile.
+    fn wait_a_little(&self, ruby: &Ruby) -> Result<std::io::Result<()>, Error> {
+        let step = Some(std::time::Duration::from_millis(100));
+        let wake_fd = self.core.interrupt().fd();
+        self.with_ring(ruby, |ring| match nogvl::without_gvl(wake_fd, || ring.wait(step)) {
+            Some(waited) => waited,
+            None => ring.wait(step),
+        })
+    }
+
+    /// Wait (a cancelled op completes promptly) until the
     /// op behind `handle` has completed, recording other completions without
     /// resuming anybody, then free its slot.
     fn drain(&self, ruby: &Ruby, handle: OpHandle) -> Option<i32> {
         let _ = self.reap(ruby);
         while self.slots.borrow().state(handle) == Lifecycle::Pending {
-            let waited = self.with_ring(ruby, |ring| ring.wait(Some(std::time::Duration::from_millis(100))));
+            let waited = self.wait_a_little(ruby);
             let waited = match waited {
                 // A signal: the op is still in flight; go on waiting.
                 Ok(Err(error)) if error.kind() == std::io::ErrorKind::Interrupted => Ok(Ok(())),

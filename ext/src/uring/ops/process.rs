@@ -1,17 +1,16 @@
-//! `process_wait`: waitid through the ring (6.7+), else a poll of a pidfd.
-//! Both only learn that the child changed state (waitid runs with WNOWAIT);
-//! the status is reaped by `Process::Status.wait(pid, WNOHANG)` right before
-//! it is returned, so an interrupted wait never consumes an exit status that
-//! a later `Process.wait(pid)` should get. The `siginfo_t` and the pidfd are
-//! owned by the slot and freed with it.
+//! `process_wait`'s wait for a child (`selector/process_wait.rs` does the
+//! rest): waitid through the ring (6.7+), else a poll of a pidfd. Both only
+//! learn that the child changed state (waitid runs with WNOWAIT). The
+//! `siginfo_t` and the pidfd are owned by the slot and freed with it.
 
-use crate::ruby::receiver::This;
 use io_uring::{opcode, types};
-use magnus::{prelude::*, Error, RModule, Ruby, Value};
+use magnus::{Error, Ruby, Value};
 
 use super::park::{OnInterrupt, Parked};
+use crate::ruby::receiver::This;
 use crate::ruby::{error, fiber};
 use crate::selector::events;
+use crate::selector::process_wait::{self, Change, ChildWait};
 use crate::sys;
 use crate::uring::{Payload, SlotRefs, URing};
 
@@ -19,27 +18,13 @@ pub fn process_wait(ruby: &Ruby, rb_self: This<URing>, target: Value, pid: i32, 
     let target = fiber::check(ruby, target)?;
     rb_self.core.check_owner(ruby)?;
     rb_self.with_ring(ruby, |_| ())?;
-    if pid <= 0 {
-        // Any child, or a process group: a helper thread does it.
-        let selector: RModule = ruby.eval("IO::Event::Selector")?;
-        return selector.funcall("process_wait", (target, pid, flags));
-    }
-    loop {
-        if flags & libc::WNOHANG == 0 && !wait_for_change(ruby, &rb_self, target, pid, flags)? {
-            // Resumed without an event: report "no change yet".
-            return Ok(ruby.qnil().as_value());
-        }
-        let status = reap(ruby, pid, flags | libc::WNOHANG)?;
-        if !status.is_nil() || flags & libc::WNOHANG != 0 {
-            return Ok(status);
-        }
-    }
+    process_wait::process_wait(ruby, &*rb_self, target, pid, flags)
 }
 
-/// `Process::Status.wait(pid, flags)`: a Process::Status, or nil with WNOHANG.
-fn reap(ruby: &Ruby, pid: i32, flags: i32) -> Result<Value, Error> {
-    let status_class: Value = ruby.eval("Process::Status")?;
-    status_class.funcall("wait", (pid, flags))
+impl ChildWait for URing {
+    fn wait_for_change(&self, ruby: &Ruby, fiber: Value, pid: i32, flags: i32) -> Result<Change, Error> {
+        Ok(if wait_for_change(ruby, self, fiber, pid, flags)? { Change::Changed } else { Change::NoEvent })
+    }
 }
 
 /// Park until `pid` changed state. False when resumed without an event.
