@@ -48,6 +48,8 @@ pub struct Core {
     /// The owner's kernel thread id, for `Drop`, which may run on any
     /// thread and must not call Ruby to find out which.
     owner_tid: libc::pid_t,
+    /// The owner thread (also marked, through `State::owner_thread`).
+    owner_raw: rb_sys::VALUE,
     idle: Cell<f64>,
 }
 
@@ -65,6 +67,7 @@ impl Core {
             interrupt,
             fork_generation: FORKS.load(Ordering::Relaxed),
             owner_tid: current_tid(),
+            owner_raw: ruby.thread_current().as_raw(),
             idle: Cell::new(0.0),
         })
     }
@@ -76,6 +79,13 @@ impl Core {
     /// True in a process forked after this selector was made.
     pub fn is_forked(&self) -> bool {
         FORKS.load(Ordering::Relaxed) != self.fork_generation
+    }
+
+    /// Whether the current Ruby thread made the selector, and this is not a
+    /// forked child (a pointer comparison; no borrow, no allocation).
+    pub fn is_owner_here(&self) -> bool {
+        // SAFETY: rb_thread_current reads the current thread; we hold the GVL.
+        !self.is_forked() && unsafe { rb_sys::rb_thread_current() } == self.owner_raw
     }
 
     /// Whether this runs on the thread that made the selector (no Ruby call:
@@ -94,12 +104,10 @@ impl Core {
     /// A forked child's copy raises `IOError` (closed) whichever thread asks:
     /// the owner thread does not exist in the child.
     pub fn check_owner(&self, ruby: &Ruby) -> Result<(), Error> {
-        if self.is_forked() {
-            return Err(error::io_error(ruby, "selector is closed (forked child)"));
-        }
-        let owner = ruby.get_inner(self.state.borrow().owner_thread);
-        if owner.as_raw() == ruby.thread_current().as_raw() {
+        if self.is_owner_here() {
             Ok(())
+        } else if self.is_forked() {
+            Err(error::io_error(ruby, "selector is closed (forked child)"))
         } else {
             Err(Error::new(
                 ruby.exception_runtime_error(),

@@ -17,7 +17,7 @@ pub use self::core::Core;
 use crate::ruby::error::{class_name, type_error};
 
 /// A native selector: a Ruby object that embeds a `Core`.
-pub trait Backend: TypedData + DataTypeFunctions {
+pub trait Backend: TypedData + DataTypeFunctions + 'static {
     fn core(&self) -> &Core;
 }
 
@@ -35,9 +35,15 @@ macro_rules! define_core_methods {
         class.define_method("yield", method!(shared::yield_to_loop::<$backend>, 0))?;
         class.define_method("push", method!(shared::push::<$backend>, 1))?;
         class.define_method("raise", method!(shared::raise::<$backend>, -1))?;
-        class.define_method("ready?", method!(shared::ready_p::<$backend>, 0))?;
+        class.define_method(
+            "ready?",
+            shared::ready_p::<$backend> as unsafe extern "C" fn(magnus::Value) -> magnus::Value,
+        )?;
         class.define_method("idle_duration", method!(shared::idle_duration::<$backend>, 0))?;
-        class.define_method("wakeup", method!(shared::wakeup::<$backend>, 0))?;
+        class.define_method(
+            "wakeup",
+            shared::wakeup::<$backend> as unsafe extern "C" fn(magnus::Value) -> magnus::Value,
+        )?;
     }};
 }
 
@@ -82,16 +88,35 @@ pub mod shared {
         rb_self.core().raise(ruby, fiber, rest)
     }
 
-    pub fn ready_p<T: Backend>(rb_self: This<T>) -> bool {
-        rb_self.core().is_ready()
+    /// `ready?` and `wakeup` are called on every turn of a scheduler's loop
+    /// (and `wakeup` from other threads): raw entry points, without magnus's
+    /// glue, which cost more than their bodies. Neither body can panic or
+    /// raise; the receiver check raises before any Rust value is alive.
+    ///
+    /// # Safety
+    /// Called by Ruby as a method of a `T` class.
+    pub unsafe extern "C" fn ready_p<T: Backend>(rb_self: Value) -> Value {
+        // SAFETY: no Rust value with a destructor is alive here.
+        let this = unsafe { This::<T>::get_or_raise(rb_self) };
+        to_bool(this.core().is_ready())
     }
 
     pub fn idle_duration<T: Backend>(rb_self: This<T>) -> f64 {
         rb_self.core().idle_duration()
     }
 
-    pub fn wakeup<T: Backend>(rb_self: This<T>) -> bool {
-        rb_self.core().wakeup()
+    /// # Safety
+    /// Called by Ruby as a method of a `T` class.
+    pub unsafe extern "C" fn wakeup<T: Backend>(rb_self: Value) -> Value {
+        // SAFETY: no Rust value with a destructor is alive here.
+        let this = unsafe { This::<T>::get_or_raise(rb_self) };
+        to_bool(this.core().wakeup())
+    }
+
+    fn to_bool(value: bool) -> Value {
+        let raw = if value { rb_sys::Qtrue } else { rb_sys::Qfalse } as rb_sys::VALUE;
+        // SAFETY: true and false are immediates, valid VALUEs forever.
+        unsafe { magnus::rb_sys::FromRawValue::from_raw(raw) }
     }
 }
 

@@ -191,7 +191,7 @@ pub fn init(ruby: &Ruby, selector_module: RModule) -> Result<(), Error> {
     class.undef_default_alloc_func();
     class.define_singleton_method("new", function!(URing::new, 1))?;
     crate::define_core_methods!(class, URing);
-    class.define_method("select", method!(select::select, 1))?;
+    class.define_method("select", select::select_method as unsafe extern "C" fn(Value, Value) -> Value)?;
     class.define_method("close", method!(URing::close, 0))?;
     class.define_method("closed?", method!(URing::closed_p, 0))?;
     class.define_method("features", method!(URing::features, 0))?;

@@ -186,6 +186,13 @@ impl Ring {
         !sq.is_empty() || (self.setup.has_taskrun_flag() && sq.taskrun()) || sq.cq_overflow()
     }
 
+    /// Nothing to submit, no deferred task work flagged, no overflow and
+    /// nothing in the CQ: a non-blocking `select` has nothing to collect.
+    /// Plain loads only.
+    pub fn is_quiet(&mut self) -> bool {
+        !self.needs_enter() && self.uring.completion().is_empty()
+    }
+
     /// Whether SQEs are waiting to be submitted.
     pub fn has_queued(&mut self) -> bool {
         !self.uring.submission().is_empty()

@@ -5,7 +5,7 @@
 use crate::ruby::receiver::This;
 use std::time::Duration;
 
-use magnus::{Error, Ruby, Value};
+use magnus::{rb_sys::AsRawValue, Error, Ruby, Value};
 
 use super::ring::Ring;
 use super::URing;
@@ -113,6 +113,48 @@ impl URing {
             nogvl::without_gvl(wake_fd, || ring.wait(remaining))
         })?;
         waited.map(drop).map_err(|e| error::from_io(ruby, e, "io_uring_enter"))
+    }
+}
+
+/// `select`'s entry point. `select(0)` with nothing to do, the call an
+/// event loop makes on every turn, is answered here without magnus's glue
+/// (which costs more than the check itself); everything else goes through
+/// `select`. Nothing here can raise or panic.
+///
+/// # Safety
+/// Called by Ruby as the `select` method.
+pub unsafe extern "C" fn select_method(rb_self: Value, duration: Value) -> Value {
+    let full = magnus::method!(select, 1);
+    if is_zero(duration) {
+        if let Some(this) = This::<URing>::exact(rb_self) {
+            if this.has_nothing_to_collect() {
+                this.core.reset_idle();
+                // SAFETY: 0 is an immediate Integer.
+                return unsafe { magnus::rb_sys::FromRawValue::from_raw(ZERO) };
+            }
+        }
+    }
+    // SAFETY: the full method, as magnus wraps it.
+    unsafe { full(rb_self, duration) }
+}
+
+/// `INT2FIX(0)`.
+const ZERO: rb_sys::VALUE = 1;
+
+/// An Integer 0 or a Float 0.0 (flonum).
+fn is_zero(duration: Value) -> bool {
+    const FLONUM_ZERO: rb_sys::VALUE = 0x8000_0000_0000_0002;
+    matches!(duration.as_raw(), ZERO | FLONUM_ZERO)
+}
+
+impl URing {
+    /// What `select(0)` would find: no fiber ready, no completion to resume
+    /// or collect, nothing to submit, on the owner thread of an open ring.
+    fn has_nothing_to_collect(&self) -> bool {
+        self.core.is_owner_here()
+            && !self.core.is_ready()
+            && self.slots.try_borrow().is_ok_and(|slots| !slots.has_ready())
+            && self.ring.try_borrow_mut().is_ok_and(|mut ring| ring.as_mut().is_some_and(Ring::is_quiet))
     }
 }
 

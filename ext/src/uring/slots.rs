@@ -177,6 +177,11 @@ impl<T> Slots<T> {
         self.live == 0
     }
 
+    /// Whether completed ops wait for their fibers to be resumed.
+    pub fn has_ready(&self) -> bool {
+        !self.ready.is_empty()
+    }
+
     /// Every op still in flight in the kernel (pending or orphaned).
     pub fn in_flight(&self) -> impl Iterator<Item = OpHandle> + '_ {
         self.slots.iter().enumerate().filter_map(|(index, slot)| {
