@@ -81,22 +81,8 @@ module BenchCountsMain
     64
   end
 
-  # Prints one line per checked figure; returns 1 when one regressed, else 0.
   def check(data, measured)
-    rows = BenchResults.check(data, measured || {})
-    puts
-    puts "check against the \"#{data['check_against']}\" column of benchmark/results.json " \
-         "(fail when measured > max(recorded + absolute, recorded x (1 + relative)); margins there):"
-    rows.each do |selector, metric, recorded, value, limit, ok|
-      recorded, value = [recorded, value].map { |v| v.abs < 0.005 ? 0.0 : v }
-      puts format("  %-4s %-7s %-40s recorded %10.2f  measured %10.2f  limit %10.2f",
-                  ok ? "ok" : "FAIL", selector, metric, recorded, value, limit)
-    end
-    regressed = rows.reject(&:last)
-    puts(regressed.empty? ? "check: #{rows.size} figures within their margins" :
-         "check: #{regressed.size} of #{rows.size} figures REGRESSED")
-    puts "check: nothing to compare (no recorded figures)" if rows.empty?
-    regressed.empty? ? 0 : 1
+    BenchResults.report_check(data, measured) ? 0 : 1
   end
 end
 

@@ -179,6 +179,12 @@ module BenchmarkRun
       puts
       puts "Figures per build and selector (the rows of issue 11; recorded ones: benchmark/RESULTS.md)"
       puts BenchResults.text_table(figures.transform_values { |by_selector| by_selector.to_a.to_h })
+      recorded = BenchResults.load
+      if recorded["check_against"] && options.counts
+        puts
+        puts "Compared with the recorded figures (what `rake bench:check` does; information here):"
+        BenchResults.report_check(recorded, figures[builds.last.label])
+      end
       if options.record
         BenchResults.save(BenchResults.record(BenchResults.load, figures, builds))
         puts "recorded in #{BenchResults::JSON_PATH} and #{BenchResults::MARKDOWN_PATH}"

@@ -6,7 +6,8 @@
 # results.json:
 #   "check_against": the column that `rake bench:check` compares with
 #   "margins": { rule => { "absolute": a, "relative": r } }: a count regresses when
-#              measured > max(recorded + a, recorded * (1 + r))
+#              measured > max(recorded + a, recorded * (1 + r)); written from
+#              DEFAULT_MARGINS below at every --record
 #   "columns": { label => { "measured", "so", "machine", "ruby", "kernel",
 #                           "figures" => { selector => { "workload.metric" => value } } } }
 
@@ -26,7 +27,7 @@ module BenchResults
     "syscalls" => { "absolute" => 0.5, "relative" => 0.10 },
     "blocking_select" => { "absolute" => 0.5, "relative" => 0.25 },
     "threads" => { "absolute" => 0, "relative" => 0 },
-    "instructions" => { "absolute" => 0, "relative" => 0.10 }
+    "instructions" => { "absolute" => 20, "relative" => 0.10 }
   }.freeze
 
   # [row title, [metric, digits], ...]: several metrics make "a / b / c" cells.
@@ -87,7 +88,7 @@ module BenchResults
                     "figures" => merged.reject { |_, v| v.empty? })
     end
     data["check_against"] = builds.last.label
-    data["margins"] ||= DEFAULT_MARGINS
+    data["margins"] = DEFAULT_MARGINS
     data
   end
 
@@ -191,5 +192,23 @@ module BenchResults
         [selector, metric, recorded[metric], value, limit, value <= limit + 1e-9]
       end
     end
+  end
+
+  # Prints one line per checked figure; returns false when one regressed.
+  def report_check(data, measured)
+    rows = check(data, measured || {})
+    puts
+    puts "check against the \"#{data['check_against']}\" column of benchmark/results.json " \
+         "(fails when measured > max(recorded + absolute, recorded x (1 + relative)); margins there):"
+    rows.each do |selector, metric, recorded, value, limit, ok|
+      recorded, value = [recorded, value].map { |v| v.abs < 0.005 ? 0.0 : v }
+      puts format("  %-4s %-7s %-40s recorded %10.2f  measured %10.2f  limit %10.2f",
+                  ok ? "ok" : "FAIL", selector, metric, recorded, value, limit)
+    end
+    regressed = rows.reject(&:last)
+    puts "check: nothing to compare (no recorded figures)" if rows.empty?
+    puts(regressed.empty? ? "check: #{rows.size} figures within their margins" :
+         "check: #{regressed.size} of #{rows.size} figures REGRESSED")
+    regressed.empty?
   end
 end
