@@ -34,6 +34,7 @@ require_relative "http/keep_alive"
 require_relative "http/per_request"
 require_relative "counts/measure"
 require_relative "counts/results"
+require_relative "counts/targets"
 
 module BenchmarkRun
   MICRO = File.join(ROOT, "benchmark/selector/all.rb")
@@ -179,6 +180,7 @@ module BenchmarkRun
       puts
       puts "Figures per build and selector (the rows of issue 11; recorded ones: benchmark/RESULTS.md)"
       puts BenchResults.text_table(figures.transform_values { |by_selector| by_selector.to_a.to_h })
+      targets.concat(BenchTargets.lines(figures))
       recorded = BenchResults.load
       if recorded["check_against"] && options.counts
         puts

@@ -21,12 +21,12 @@
 #
 # IO_EVENT_BENCH_SO picks the build of the extension (see benchmark/build.rb).
 
+Warning[:experimental] = false
+
 require_relative "../build"
 require "io/event"
 require "json"
 require "socket"
-
-Warning[:experimental] = false
 
 module BenchProbe
   WARMUP = 200

@@ -6,13 +6,13 @@
 # sense) and prints ratios, so numbers from one noisy machine are still comparable.
 
 # lib/ on the load path; IO_EVENT_BENCH_SO picks another build of the extension.
+# IO::Buffer warns that it is experimental on Ruby 3.1; the benchmarks know.
+Warning[:experimental] = false
+
 require_relative "../build"
 require "io/event"
 require "tempfile"
 require "io/wait"
-
-# IO::Buffer warns that it is experimental on Ruby 3.1; the benchmarks know.
-Warning[:experimental] = false
 
 module SelectorBench
   ORDER = %w[URing EPoll Select].freeze
