@@ -15,6 +15,7 @@ fn init(ruby: &Ruby) -> Result<(), Error> {
     let io_event = ruby.class_io().define_module("Event")?;
     let selector = io_event.define_module("Selector")?;
     ruby::pins::init(ruby, selector)?;
+    ruby::fiber::init(ruby);
     uring::init(ruby, selector)?;
     epoll::init(ruby, selector)?;
     Ok(())

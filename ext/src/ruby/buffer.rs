@@ -12,8 +12,11 @@
 //! even when a call's frame is never unwound (its fiber is never resumed):
 //! that buffer then stays locked, which is a leak, never a use after free.
 
+use rb_sys::stable_api::StableApiDefinition;
 use std::collections::HashMap;
 use std::ffi::c_void;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use magnus::{gc::Marker, prelude::*, rb_sys::AsRawValue, value::LazyId, value::Opaque, Error, Value};
@@ -42,10 +45,33 @@ struct Lent {
     locked_by_us: bool,
 }
 
-static LENT: Mutex<Option<HashMap<rb_sys::VALUE, Lent>>> = Mutex::new(None);
+/// Keys are object addresses: aligned, distinct, no need for SipHash.
+#[derive(Default, Clone, Copy)]
+struct AddressHash(u64);
+
+impl Hasher for AddressHash {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*byte);
+        }
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        // Heap slots are 40 bytes apart: multiply to spread them over the table.
+        self.0 = (value >> 3).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type LentMap = HashMap<rb_sys::VALUE, Lent, BuildHasherDefault<AddressHash>>;
+
+static LENT: Mutex<Option<LentMap>> = Mutex::new(None);
 static LOCKED_P: LazyId = LazyId::new("locked?");
 
-fn lent() -> MutexGuard<'static, Option<HashMap<rb_sys::VALUE, Lent>>> {
+fn lent() -> MutexGuard<'static, Option<LentMap>> {
     // Updates are single map operations: a poisoned lock is still consistent.
     LENT.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
@@ -73,7 +99,15 @@ pub fn with_lent<R>(
     // Lock before taking the address: `take` may run Ruby code (a trap
     // handler, another thread) that frees or resizes an unlocked buffer.
     take(buffer)?;
-    let result = bytes(buffer, access).and_then(f);
+    let result = match read_bytes(buffer, access) {
+        Some(bytes) => f(bytes),
+        None => bytes(buffer, access).and_then(|checked| {
+            if let Some(direct) = unchecked_read_bytes(buffer, access) {
+                Checks::record(Checks::BYTES, (direct.base, direct.size) == (checked.base, checked.size));
+            }
+            f(checked)
+        }),
+    };
     let given_back = give_back(buffer);
     let result = result?;
     given_back?;
@@ -81,10 +115,7 @@ pub fn with_lent<R>(
 }
 
 fn take(buffer: Value) -> Result<(), Error> {
-    // SAFETY: reads an exported class constant; we hold the GVL.
-    let buffer_class = unsafe { rb_sys::rb_cIOBuffer };
-    // SAFETY: a class test on a live VALUE; runs no Ruby code.
-    if unsafe { rb_sys::rb_obj_is_kind_of(buffer.as_raw(), buffer_class) } == rb_sys::Qfalse as rb_sys::VALUE {
+    if read_locked(buffer).is_none() && !is_buffer(buffer) {
         let ruby = magnus::Ruby::get_with(buffer);
         return Err(super::error::type_error(
             &ruby,
@@ -94,7 +125,7 @@ fn take(buffer: Value) -> Result<(), Error> {
     let key = buffer.as_raw();
     {
         let mut map = lent();
-        let map = map.get_or_insert_with(HashMap::new);
+        let map = map.get_or_insert_with(LentMap::default);
         if let Some(lent) = map.get_mut(&key) {
             lent.holders += 1;
             return Ok(());
@@ -105,7 +136,7 @@ fn take(buffer: Value) -> Result<(), Error> {
     }
     let locked = lock_unless_locked(buffer);
     let mut map = lent();
-    let map = map.get_or_insert_with(HashMap::new);
+    let map = map.get_or_insert_with(LentMap::default);
     match locked {
         Ok(locked_by_us) => {
             if let Some(lent) = map.get_mut(&key) {
@@ -126,25 +157,214 @@ fn take(buffer: Value) -> Result<(), Error> {
     }
 }
 
+/// The start of Ruby's private `struct rb_io_buffer` (3.1 to 3.4, on Linux).
+/// Read, never written, and only once the reads have agreed with Ruby's own
+/// answers on real buffers (`Checks`): the lock flag both unlocked and
+/// locked, and the bytes.
+#[repr(C)]
+struct BufferHead {
+    base: *mut c_void,
+    size: usize,
+    flags: u32,
+    source: rb_sys::VALUE,
+}
+
+const LOCKED_FLAG: u32 = 32; // RB_IO_BUFFER_LOCKED, the same from 3.1 to 3.4
+const READONLY_FLAG: u32 = 128; // RB_IO_BUFFER_READONLY, likewise
+
+/// IO::Buffer's data type, taken from the first buffer lent.
+static BUFFER_TYPE: AtomicPtr<rb_sys::rb_data_type_t> = AtomicPtr::new(std::ptr::null_mut());
+
+/// What the direct reads have been checked against (Ruby's `locked?` and
+/// checked accessors) on the buffers lent so far: bits of `Checks`.
+static CHECKED: AtomicU8 = AtomicU8::new(0);
+
+struct Checks;
+
+impl Checks {
+    const UNLOCKED: u8 = 1;
+    const LOCKED: u8 = 2;
+    const BYTES: u8 = 4;
+    const ALL: u8 = 7;
+    /// The probe ran (see `check_on_a_probe`).
+    const PROBED: u8 = 64;
+    /// A read disagreed with Ruby: never use the direct reads.
+    const FAILED: u8 = 128;
+
+    fn passed() -> bool {
+        CHECKED.load(Ordering::Relaxed) & !Checks::PROBED == Checks::ALL
+    }
+
+    fn record(check: u8, agreed: bool) {
+        CHECKED.fetch_or(if agreed { check } else { Checks::FAILED }, Ordering::Relaxed);
+    }
+}
+
+/// Whether `buffer` is locked, read from its flags without a method call
+/// (which would check for interrupts and cost a method lookup), once the
+/// read is known to agree with Ruby here.
+fn read_locked(buffer: Value) -> Option<bool> {
+    if Checks::passed() {
+        unchecked_read_locked(buffer)
+    } else {
+        None
+    }
+}
+
+fn unchecked_read_locked(buffer: Value) -> Option<bool> {
+    // SAFETY: `head` returns a pointer only into a live IO::Buffer's data.
+    head(buffer).map(|head| unsafe { (*head).flags } & LOCKED_FLAG != 0)
+}
+
+/// The bytes of a lent (locked) buffer with no source object (the buffers
+/// Ruby lends to scheduler hooks, and `IO::Buffer.new`'s), read directly;
+/// `None` sends the caller to Ruby's own checked accessors.
+fn read_bytes(buffer: Value, access: BufferAccess) -> Option<Bytes> {
+    if !Checks::passed() {
+        return None;
+    }
+    unchecked_read_bytes(buffer, access)
+}
+
+fn unchecked_read_bytes(buffer: Value, access: BufferAccess) -> Option<Bytes> {
+    let head = head(buffer)?;
+    // SAFETY: as in `read_locked`.
+    let head = unsafe { &*head };
+    let usable = head.flags & LOCKED_FLAG != 0
+        && !head.base.is_null()
+        && head.source == rb_sys::Qnil as rb_sys::VALUE
+        && (access == BufferAccess::Drain || head.flags & READONLY_FLAG == 0);
+    usable.then_some(Bytes { base: head.base.cast(), size: head.size })
+}
+
+fn head(buffer: Value) -> Option<*const BufferHead> {
+    let expected = BUFFER_TYPE.load(Ordering::Relaxed);
+    if expected.is_null() {
+        return None;
+    }
+    let api = rb_sys::stable_api::get_default();
+    let raw = buffer.as_raw();
+    // SAFETY: as `receiver::This::exact`: each accessor only after the checks
+    // it needs; an object of IO::Buffer's exact type wraps a `rb_io_buffer`.
+    unsafe {
+        if api.special_const_p(raw)
+            || api.builtin_type(raw) != rb_sys::ruby_value_type::RUBY_T_DATA
+            || !api.rtypeddata_p(raw)
+            || !std::ptr::eq(api.rtypeddata_type(raw), expected)
+        {
+            return None;
+        }
+        let head = api.rtypeddata_get_data(raw).cast::<BufferHead>();
+        (!head.is_null()).then_some(head.cast_const())
+    }
+}
+
 /// Lock `buffer` unless its owner already has. True if we locked it.
 fn lock_unless_locked(buffer: Value) -> Result<bool, Error> {
-    if buffer.funcall::<_, _, bool>(*LOCKED_P, ())? {
+    if let Some(locked) = read_locked(buffer) {
+        return lock_unless_locked_known(buffer, locked);
+    }
+    // Ruby's answers, which also check the direct reads for later calls.
+    if CHECKED.load(Ordering::Relaxed) == 0 {
+        CHECKED.fetch_or(Checks::PROBED, Ordering::Relaxed);
+        check_on_a_probe()?;
+        if let Some(locked) = read_locked(buffer) {
+            return lock_unless_locked_known(buffer, locked);
+        }
+    }
+    learn_type(buffer);
+    let locked: bool = buffer.funcall(*LOCKED_P, ())?;
+    check_read(buffer, locked);
+    if locked {
         return Ok(false);
     }
     // SAFETY: `buffer` answered `locked?`, so it is an IO::Buffer; protect
     // catches the raise if Ruby code run by the call above locked it since.
-    match magnus::rb_sys::protect(|| unsafe { rb_sys::rb_io_buffer_lock(buffer.as_raw()) }) {
-        Ok(_) => Ok(true),
+    let locked_now = magnus::rb_sys::protect(|| unsafe { rb_sys::rb_io_buffer_lock(buffer.as_raw()) });
+    match locked_now {
+        Ok(_) => {
+            check_read(buffer, true);
+            Ok(true)
+        }
         Err(_) if buffer.funcall::<_, _, bool>(*LOCKED_P, ())? => Ok(false),
         Err(error) => Err(error),
     }
+}
+
+/// Check the direct reads once on a buffer of our own (made through the C
+/// API, which, unlike `IO::Buffer.new` on 3.1, prints no experimental
+/// warning), so that they are checked both unlocked and locked even when
+/// every buffer lent to us comes locked (as Ruby's hook buffers do).
+fn check_on_a_probe() -> Result<(), Error> {
+    // SAFETY: a fresh 16-byte internal buffer; we hold the GVL.
+    let probe = unsafe {
+        rb_sys::rb_io_buffer_new(std::ptr::null_mut(), 16, rb_sys::rb_io_buffer_flags::RB_IO_BUFFER_INTERNAL)
+    };
+    // SAFETY: a live VALUE just made.
+    let probe = unsafe { <Value as magnus::rb_sys::FromRawValue>::from_raw(probe) };
+    learn_type(probe);
+    let unlocked: bool = probe.funcall(*LOCKED_P, ())?;
+    check_read(probe, unlocked);
+    // SAFETY: an unlocked buffer of our own; protect catches any surprise.
+    magnus::rb_sys::protect(|| unsafe { rb_sys::rb_io_buffer_lock(probe.as_raw()) })?;
+    let locked: bool = probe.funcall(*LOCKED_P, ())?;
+    check_read(probe, locked);
+    for access in [BufferAccess::Fill, BufferAccess::Drain] {
+        if let (Some(direct), Ok(checked)) = (unchecked_read_bytes(probe, access), bytes(probe, access)) {
+            Checks::record(Checks::BYTES, (direct.base, direct.size) == (checked.base, checked.size));
+        }
+    }
+    // SAFETY: locked above; then freed (it was never lent to anyone).
+    magnus::rb_sys::protect(|| unsafe { rb_sys::rb_io_buffer_unlock(probe.as_raw()) })?;
+    // SAFETY: as above.
+    magnus::rb_sys::protect(|| unsafe { rb_sys::rb_io_buffer_free(probe.as_raw()) })?;
+    Ok(())
+}
+
+/// As `lock_unless_locked`, with the flag just read directly (no Ruby code
+/// has run since).
+fn lock_unless_locked_known(buffer: Value, locked: bool) -> Result<bool, Error> {
+    if !locked {
+        // SAFETY: an unlocked IO::Buffer: locking it cannot raise.
+        unsafe { rb_sys::rb_io_buffer_lock(buffer.as_raw()) };
+    }
+    Ok(!locked)
+}
+
+/// Take IO::Buffer's data type from the first buffer seen.
+fn learn_type(buffer: Value) {
+    if !BUFFER_TYPE.load(Ordering::Relaxed).is_null() || !is_buffer(buffer) {
+        return;
+    }
+    let api = rb_sys::stable_api::get_default();
+    let raw = buffer.as_raw();
+    // SAFETY: an IO::Buffer instance is a typed T_DATA (checked before reading).
+    unsafe {
+        if api.builtin_type(raw) == rb_sys::ruby_value_type::RUBY_T_DATA && api.rtypeddata_p(raw) {
+            BUFFER_TYPE.store(api.rtypeddata_type(raw).cast_mut(), Ordering::Relaxed);
+        }
+    }
+}
+
+/// Record whether the direct flag read agrees with Ruby's `locked?`.
+fn check_read(buffer: Value, ruby_says: bool) {
+    if let Some(read) = unchecked_read_locked(buffer) {
+        Checks::record(if ruby_says { Checks::LOCKED } else { Checks::UNLOCKED }, read == ruby_says);
+    }
+}
+
+fn is_buffer(value: Value) -> bool {
+    // SAFETY: reads an exported class constant; we hold the GVL.
+    let buffer_class = unsafe { rb_sys::rb_cIOBuffer };
+    // SAFETY: a class test on a live VALUE; runs no Ruby code.
+    unsafe { rb_sys::rb_obj_is_kind_of(value.as_raw(), buffer_class) != rb_sys::Qfalse as rb_sys::VALUE }
 }
 
 /// Keep `buffer` lent for good: the kernel may still use it after its call
 /// gave up on the op (the selector was torn down with it in flight), so it
 /// must stay locked (and marked) rather than be freed or resized.
 pub fn keep_lent_forever(buffer: Value) {
-    if let Some(lent) = lent().get_or_insert_with(HashMap::new).get_mut(&buffer.as_raw()) {
+    if let Some(lent) = lent().get_or_insert_with(LentMap::default).get_mut(&buffer.as_raw()) {
         lent.holders += 1;
     }
 }
@@ -153,7 +373,7 @@ fn give_back(buffer: Value) -> Result<(), Error> {
     let key = buffer.as_raw();
     let unlock = {
         let mut map = lent();
-        let map = map.get_or_insert_with(HashMap::new);
+        let map = map.get_or_insert_with(LentMap::default);
         match map.get_mut(&key) {
             Some(lent) if lent.holders > 1 => {
                 lent.holders -= 1;
@@ -164,8 +384,13 @@ fn give_back(buffer: Value) -> Result<(), Error> {
         }
     };
     if unlock {
-        // SAFETY: as in `take`; we locked it, so it is ours to unlock.
-        magnus::rb_sys::protect(|| unsafe { rb_sys::rb_io_buffer_unlock(key) })?;
+        if read_locked(buffer) == Some(true) {
+            // SAFETY: a locked IO::Buffer (just read): unlocking cannot raise.
+            unsafe { rb_sys::rb_io_buffer_unlock(key) };
+        } else {
+            // SAFETY: as in `take`; we locked it, so it is ours to unlock.
+            magnus::rb_sys::protect(|| unsafe { rb_sys::rb_io_buffer_unlock(key) })?;
+        }
     }
     Ok(())
 }

@@ -32,6 +32,20 @@ pub fn descriptor(ruby: &Ruby, io: Value) -> Result<RawFd, Error> {
 }
 
 fn open_descriptor(io: Value) -> Result<RawFd, Error> {
+    // SAFETY: `io` is a T_FILE (checked by the callers), so it is an RFile;
+    // its `fptr` is null only before initialisation, and a closed IO has a
+    // negative `fd`. Both fall through to Ruby's own check below.
+    let open = unsafe {
+        let fptr = (*(io.as_raw() as *const rb_sys::RFile)).fptr;
+        if fptr.is_null() {
+            -1
+        } else {
+            (*fptr).fd
+        }
+    };
+    if open >= 0 {
+        return Ok(open);
+    }
     let mut fd = -1;
     magnus::rb_sys::protect(|| {
         // SAFETY: `io` is a T_FILE; a closed stream raises IOError, caught by protect.
