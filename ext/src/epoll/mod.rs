@@ -81,8 +81,8 @@ impl Backend for EPoll {
 impl DataTypeFunctions for EPoll {
     fn mark(&self, marker: &Marker) {
         self.core.mark(marker);
-        // No borrow is ever live while Ruby can allocate, so this succeeds.
-        if let Ok(registry) = self.registry.try_borrow() {
+        {
+            let registry = error::borrow_for_mark(&self.registry);
             for refs in registry.refs() {
                 marker.mark(refs.fiber);
                 if let Some(io) = refs.io {
@@ -156,8 +156,8 @@ impl EPoll {
     /// forked child: the set is the parent's).
     fn open_kernel(&self, ruby: &Ruby) -> Result<Kernel, Error> {
         match self.kernel() {
-            Kernel(None) if self.core.is_forked() => Err(error::io_error(ruby, "selector is closed (forked child)")),
-            Kernel(None) => Err(error::io_error(ruby, "selector is closed")),
+            Kernel(None) if self.core.is_forked() => Err(error::selector_closed(ruby, true)),
+            Kernel(None) => Err(error::selector_closed(ruby, false)),
             open => Ok(open),
         }
     }
@@ -177,8 +177,8 @@ impl EPoll {
     /// sleep on in a set whose number could be reused meanwhile.
     fn close(ruby: &Ruby, rb_self: This<Self>) -> Result<(), Error> {
         if rb_self.core.is_blocked() {
-            return Err(Error::new(
-                ruby.exception_runtime_error(),
+            return Err(error::runtime_error(
+                ruby,
                 "cannot close a selector while it is blocked in select on another thread",
             ));
         }

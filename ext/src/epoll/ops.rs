@@ -13,7 +13,7 @@
 
 use std::os::fd::{AsRawFd, RawFd};
 
-use magnus::{rb_sys::AsRawValue, Error, Integer, IntoValue, Ruby, Value};
+use magnus::{rb_sys::AsRawValue, Error, IntoValue, Ruby, Value};
 
 use super::nonblock::{Channel, Route};
 use super::registry::Outcome;
@@ -26,7 +26,7 @@ use crate::selector::transfer_loop::{self, Call, Transfer};
 use crate::sys;
 
 /// How a park ended for the waiter.
-pub enum Parked {
+pub enum Readiness {
     Ready(i32),
     /// Resumed without an event.
     Cancelled,
@@ -39,7 +39,7 @@ impl EPoll {
     /// Park the current fiber until `fd` is ready for `wanted`; the loop will
     /// resume `refs.fiber`. Errors from the switch (an exception raised into
     /// the fiber, `Fiber#kill`, a throw) propagate after the waiter is gone.
-    fn park(&self, ruby: &Ruby, fd: RawFd, wanted: i32, refs: WaiterRefs) -> Result<Parked, Error> {
+    fn park(&self, ruby: &Ruby, fd: RawFd, wanted: i32, refs: WaiterRefs) -> Result<Readiness, Error> {
         self.core.check_owner(ruby)?;
         let loop_fiber = self.core.loop_to_park_on(ruby)?;
         let kernel = self.open_kernel(ruby)?;
@@ -47,7 +47,7 @@ impl EPoll {
         let added = self.registry.borrow_mut().add(fd, wanted, anchor, refs, &kernel);
         let id = match added {
             Ok(id) => id,
-            Err(e) if e.raw_os_error() == Some(libc::EPERM) => return Ok(Parked::Unpollable),
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) => return Ok(Readiness::Unpollable),
             Err(e) => return Err(error::from_io(ruby, e, "epoll_ctl")),
         };
 
@@ -66,8 +66,8 @@ impl EPoll {
         drop(refs);
         switched?;
         Ok(match outcome {
-            Outcome::Ready(events) => Parked::Ready(events),
-            Outcome::Cancelled => Parked::Cancelled,
+            Outcome::Ready(events) => Readiness::Ready(events),
+            Outcome::Cancelled => Readiness::Cancelled,
         })
     }
 
@@ -91,14 +91,11 @@ fn waiter(target: Value, io: Option<Value>) -> WaiterRefs {
 /// `io_wait(fiber, io, events)`: the ready events (only bits asked for), or
 /// `false` when resumed without an event.
 pub fn io_wait(ruby: &Ruby, rb_self: This<EPoll>, target: Value, io: Value, events: Value) -> Result<Value, Error> {
-    let target = fiber::check(ruby, target)?;
-    let wanted =
-        Integer::from_value(events).ok_or_else(|| error::type_error(ruby, "events must be an Integer"))?.to_i32()?;
-    let fd = io::descriptor(ruby, io)?;
+    let (target, fd, wanted) = crate::selector::io_wait_arguments(ruby, target, io, events)?;
     Ok(match rb_self.park(ruby, fd, wanted, waiter(target, Some(io)))? {
-        Parked::Ready(ready) => ready.into_value_with(ruby),
-        Parked::Cancelled => false.into_value_with(ruby),
-        Parked::Unpollable => {
+        Readiness::Ready(ready) => ready.into_value_with(ruby),
+        Readiness::Cancelled => false.into_value_with(ruby),
+        Readiness::Unpollable => {
             rb_self.yield_once(ruby)?;
             (wanted & (events::READABLE | events::PRIORITY | events::WRITABLE)).into_value_with(ruby)
         }
@@ -113,7 +110,7 @@ struct EPollIo<'a> {
     channel: Channel,
 }
 
-impl transfer_loop::Backend for EPollIo<'_> {
+impl transfer_loop::Attempts for EPollIo<'_> {
     fn attempt(&self, op: &Transfer, base: *mut u8, len: usize, position: Option<u64>) -> Result<isize, Error> {
         if op.fd != self.channel.fd() {
             // The IO was reopened onto another descriptor mid-call.
@@ -131,8 +128,8 @@ impl transfer_loop::Backend for EPollIo<'_> {
     fn wait_ready(&self, op: &Transfer, events: i32) -> Result<(), Error> {
         let refs = waiter(op.fiber, Some(op.io));
         match self.selector.park(self.ruby, op.fd, events, refs)? {
-            Parked::Unpollable => self.selector.yield_once(self.ruby),
-            Parked::Ready(_) | Parked::Cancelled => Ok(()),
+            Readiness::Unpollable => self.selector.yield_once(self.ruby),
+            Readiness::Ready(_) | Readiness::Cancelled => Ok(()),
         }
     }
 }
@@ -204,9 +201,9 @@ impl ChildWait for EPoll {
         let fd = pidfd.as_raw_fd();
         let refs = WaiterRefs { fiber: fiber.into(), io: None, owned: Some(pidfd) };
         Ok(match self.park(ruby, fd, events::READABLE, refs)? {
-            Parked::Ready(_) => Change::Changed,
-            Parked::Cancelled => Change::NoEvent,
-            Parked::Unpollable => Change::Unsupported,
+            Readiness::Ready(_) => Change::Changed,
+            Readiness::Cancelled => Change::NoEvent,
+            Readiness::Unpollable => Change::Unsupported,
         })
     }
 }

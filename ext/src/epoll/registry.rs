@@ -358,7 +358,6 @@ impl<T, A: Copy + PartialEq> Registry<T, A> {
                 }
                 Outcome::Cancelled
             }
-            State::Free => return None,
         };
         self.waiters.release(id).map(|refs| (outcome, refs))
     }

@@ -30,12 +30,12 @@ impl EPoll {
         timeout_ms: Option<Duration>,
     ) -> Result<usize, Error> {
         if self.core.is_forked() {
-            return Err(error::io_error(ruby, "selector is closed (forked child)"));
+            return Err(error::selector_closed(ruby, true));
         }
         self.prepare();
         let epoll_fd = || self.epoll.borrow().as_ref().map(AsRawFd::as_raw_fd);
         let Some(epoll) = epoll_fd() else {
-            return Err(error::io_error(ruby, "selector is closed"));
+            return Err(error::selector_closed(ruby, false));
         };
         let result = if timeout_ms == Some(Duration::ZERO) {
             match poller::wait(epoll, events, 0) {

@@ -4,7 +4,7 @@ use std::ffi::c_void;
 use std::os::fd::RawFd;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 
-struct Call<F, R> {
+struct NogvlCall<F, R> {
     func: Option<F>,
     result: Option<std::thread::Result<R>>,
 }
@@ -18,7 +18,7 @@ pub fn without_gvl<F, R>(wake_fd: RawFd, func: F) -> Option<R>
 where
     F: FnOnce() -> R,
 {
-    let mut call = Call { func: Some(func), result: None };
+    let mut call = NogvlCall { func: Some(func), result: None };
     call_nogvl(&mut call, wake_fd);
     match call.result? {
         Ok(value) => Some(value),
@@ -27,8 +27,8 @@ where
     }
 }
 
-fn call_nogvl<F: FnOnce() -> R, R>(call: &mut Call<F, R>, wake_fd: RawFd) {
-    let data = (call as *mut Call<F, R>).cast::<c_void>();
+fn call_nogvl<F: FnOnce() -> R, R>(call: &mut NogvlCall<F, R>, wake_fd: RawFd) {
+    let data = (call as *mut NogvlCall<F, R>).cast::<c_void>();
     let wake = wake_fd as isize as *mut c_void;
     // INTR_FAIL: Ruby runs no interrupt (trap handler, Thread#raise) inside
     // this call; it returns without blocking if one is pending. UBF_ASYNC_SAFE:
@@ -45,8 +45,8 @@ fn call_nogvl<F: FnOnce() -> R, R>(call: &mut Call<F, R>, wake_fd: RawFd) {
 }
 
 extern "C" fn trampoline<F: FnOnce() -> R, R>(data: *mut c_void) -> *mut c_void {
-    // SAFETY: `data` is the `Call<F, R>` passed by `call_nogvl`, exclusively ours here.
-    let call = unsafe { &mut *data.cast::<Call<F, R>>() };
+    // SAFETY: `data` is the `NogvlCall<F, R>` passed by `call_nogvl`, exclusively ours here.
+    let call = unsafe { &mut *data.cast::<NogvlCall<F, R>>() };
     if let Some(func) = call.func.take() {
         call.result = Some(catch_unwind(AssertUnwindSafe(func)));
     }

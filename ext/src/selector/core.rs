@@ -107,12 +107,9 @@ impl Core {
         if self.is_owner_here() {
             Ok(())
         } else if self.is_forked() {
-            Err(error::io_error(ruby, "selector is closed (forked child)"))
+            Err(error::selector_closed(ruby, true))
         } else {
-            Err(Error::new(
-                ruby.exception_runtime_error(),
-                "selector used from a thread other than the one that created it",
-            ))
+            Err(error::runtime_error(ruby, "selector used from a thread other than the one that created it"))
         }
     }
 
@@ -122,8 +119,8 @@ impl Core {
     pub fn loop_to_park_on(&self, ruby: &Ruby) -> Result<Value, Error> {
         let loop_fiber = self.loop_fiber(ruby);
         if loop_fiber.as_raw() == fiber::current(ruby).as_raw() {
-            return Err(Error::new(
-                ruby.exception_runtime_error(),
+            return Err(error::runtime_error(
+                ruby,
                 "cannot wait on the event loop fiber: it is what would resume the waiter",
             ));
         }
@@ -268,9 +265,8 @@ impl Core {
     }
 
     pub fn mark(&self, marker: &Marker) {
-        // Borrows are never held across anything that can allocate or switch
-        // fibers, so this cannot fail while the GC runs.
-        if let Ok(state) = self.state.try_borrow() {
+        {
+            let state = error::borrow_for_mark(&self.state);
             marker.mark(state.loop_fiber);
             marker.mark(state.owner_thread);
             for value in state.ready.values() {

@@ -6,9 +6,11 @@ pub mod events;
 pub mod interrupt;
 pub mod process_wait;
 pub mod ready_queue;
+pub mod slab;
 pub mod timeout;
 pub mod transfer_loop;
 
+use std::os::fd::RawFd;
 use std::time::Duration;
 
 use magnus::{prelude::*, typed_data::DataTypeFunctions, Error, Float, Integer, Ruby, TypedData, Value};
@@ -118,6 +120,15 @@ pub mod shared {
         // SAFETY: true and false are immediates, valid VALUEs forever.
         unsafe { magnus::rb_sys::FromRawValue::from_raw(raw) }
     }
+}
+
+/// `io_wait`'s arguments, checked: the fiber, the descriptor of `io` and
+/// the events asked for.
+pub fn io_wait_arguments(ruby: &Ruby, fiber: Value, io: Value, events: Value) -> Result<(Value, RawFd, i32), Error> {
+    let fiber = crate::ruby::fiber::check(ruby, fiber)?;
+    let wanted = Integer::from_value(events).ok_or_else(|| type_error(ruby, "events must be an Integer"))?.to_i32()?;
+    let fd = crate::ruby::io::descriptor(ruby, io)?;
+    Ok((fiber, fd, wanted))
 }
 
 /// `select`'s argument: `nil` waits forever; any Numeric is seconds.

@@ -40,7 +40,7 @@ pub fn process_wait(ruby: &Ruby, backend: &impl ChildWait, fiber: Value, pid: i3
         return delegate(ruby, pid, flags);
     }
     loop {
-        let status = reap(ruby, pid, flags | libc::WNOHANG)?;
+        let status = wait_status(ruby, pid, flags | libc::WNOHANG)?;
         if !status.is_nil() || flags & libc::WNOHANG != 0 {
             return Ok(status);
         }
@@ -54,7 +54,7 @@ pub fn process_wait(ruby: &Ruby, backend: &impl ChildWait, fiber: Value, pid: i3
 
 /// `Process::Status.wait(pid, flags)`: a Process::Status, or nil with WNOHANG
 /// (which never enters the fiber scheduler).
-fn reap(ruby: &Ruby, pid: i32, flags: i32) -> Result<Value, Error> {
+fn wait_status(ruby: &Ruby, pid: i32, flags: i32) -> Result<Value, Error> {
     ruby.get_inner(&PROCESS_STATUS).funcall("wait", (pid, flags))
 }
 

@@ -1,63 +1,37 @@
 //! The ready queue: fibers to run at the next `select`, in FIFO order.
 //!
-//! Entries are addressed by a `Token` (index + generation) so that a fiber
-//! that queued itself (`resume`, `raise`) can remove its own entry in O(1) on
-//! every exit path, whether or not the loop already ran it.
+//! Entries live in a `Slab`, so that a fiber that queued itself (`resume`,
+//! `raise`) removes its own entry in O(1) on every exit path, whether or not
+//! the loop already ran it; removal leaves a stale key in `order`, which the
+//! flush skips.
 
 use std::collections::VecDeque;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Token {
-    index: u32,
-    generation: u32,
-}
+use super::slab::{Key, Slab};
 
-struct Entry<T> {
-    generation: u32,
-    value: Option<T>,
-}
+pub type Token = Key;
 
 pub struct ReadyQueue<T> {
-    order: VecDeque<Token>,
-    entries: Vec<Entry<T>>,
-    free: Vec<u32>,
-    live: usize,
+    order: VecDeque<Key>,
+    entries: Slab<T>,
 }
 
 impl<T> Default for ReadyQueue<T> {
     fn default() -> Self {
-        ReadyQueue { order: VecDeque::new(), entries: Vec::new(), free: Vec::new(), live: 0 }
+        ReadyQueue { order: VecDeque::new(), entries: Slab::default() }
     }
 }
 
 impl<T> ReadyQueue<T> {
     pub fn push(&mut self, value: T) -> Token {
-        let index = match self.free.pop() {
-            Some(index) => index,
-            None => {
-                self.entries.push(Entry { generation: 0, value: None });
-                (self.entries.len() - 1) as u32
-            }
-        };
-        let entry = &mut self.entries[index as usize];
-        entry.value = Some(value);
-        let token = Token { index, generation: entry.generation };
+        let token = self.entries.insert(value);
         self.order.push_back(token);
-        self.live += 1;
         token
     }
 
     /// Remove the entry `token` names, if it is still queued.
     pub fn remove(&mut self, token: Token) -> Option<T> {
-        let entry = self.entries.get_mut(token.index as usize)?;
-        if entry.generation != token.generation {
-            return None;
-        }
-        let value = entry.value.take()?;
-        entry.generation = entry.generation.wrapping_add(1);
-        self.free.push(token.index);
-        self.live -= 1;
-        Some(value)
+        self.entries.remove(token)
     }
 
     /// How many queue positions a flush starting now may visit: entries pushed
@@ -72,7 +46,7 @@ impl<T> ReadyQueue<T> {
         while *budget > 0 {
             *budget -= 1;
             let token = self.order.pop_front()?;
-            if let Some(value) = self.remove(token) {
+            if let Some(value) = self.entries.remove(token) {
                 return Some(value);
             }
         }
@@ -80,15 +54,15 @@ impl<T> ReadyQueue<T> {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.live == 0
+        self.entries.is_empty()
     }
 
     pub fn len(&self) -> usize {
-        self.live
+        self.entries.len()
     }
 
     pub fn values(&self) -> impl Iterator<Item = &T> {
-        self.entries.iter().filter_map(|entry| entry.value.as_ref())
+        self.entries.iter().map(|(_, value)| value)
     }
 }
 

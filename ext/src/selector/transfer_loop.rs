@@ -26,8 +26,8 @@ pub struct Transfer {
     pub access: BufferAccess,
 }
 
-/// What a backend provides to the loop.
-pub trait Backend {
+/// What a backend provides to the loop: single attempts and the wait between them.
+pub trait Attempts {
     /// One read (`BufferAccess::Fill`) or write (`BufferAccess::Drain`) of up to `len`
     /// bytes at `base`, at file `position` (`None`: the current position /
     /// a stream). Returns bytes moved or `-errno`.
@@ -47,7 +47,7 @@ pub trait Backend {
 /// Run one call. The descriptor is looked up only when there is something
 /// to move: at `offset == buffer.size` the answer is 0 whatever the IO is
 /// (closed included), as in io-event.
-pub fn run(ruby: &Ruby, backend: &impl Backend, call: Call) -> Result<i64, Error> {
+pub fn run(ruby: &Ruby, backend: &impl Attempts, call: Call) -> Result<i64, Error> {
     let Call { fiber, io, buffer, access, length, offset, position } = call;
     buffer::with_lent(buffer, access, |bytes| {
         if offset > bytes.size {

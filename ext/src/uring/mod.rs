@@ -5,6 +5,7 @@ mod ops;
 pub mod ring;
 mod select;
 pub mod slots;
+mod submit;
 mod teardown;
 
 use crate::ruby::receiver::This;
@@ -70,7 +71,8 @@ impl Backend for URing {
 impl DataTypeFunctions for URing {
     fn mark(&self, marker: &Marker) {
         self.core.mark(marker);
-        if let Ok(slots) = self.slots.try_borrow() {
+        {
+            let slots = error::borrow_for_mark(&self.slots);
             for refs in slots.waiting_refs() {
                 for value in [refs.fiber, refs.io, refs.buffer].into_iter().flatten() {
                     marker.mark(value);
@@ -135,8 +137,8 @@ impl URing {
         {
             // Only the owner can wait for the kernel to give the memory
             // back, and its fibers could be resumed after we had given up.
-            return Err(Error::new(
-                ruby.exception_runtime_error(),
+            return Err(error::runtime_error(
+                ruby,
                 "selector has reads or writes in flight: close it on the thread that created it",
             ));
         }
@@ -152,7 +154,7 @@ impl URing {
     fn features(ruby: &Ruby, rb_self: This<Self>) -> Result<Value, Error> {
         let features = {
             let ring = rb_self.ring.try_borrow().map_err(|_| in_use(ruby))?;
-            let ring = ring.as_ref().ok_or_else(|| error::io_error(ruby, "selector is closed"))?;
+            let ring = ring.as_ref().ok_or_else(|| error::selector_closed(ruby, false))?;
             (ring.setup(), ring.has_ext_arg(), ring.has_waitid())
         };
         let (setup, ext_arg, waitid) = features;
@@ -166,7 +168,7 @@ impl URing {
 
 /// The ring is borrowed by a `select` blocked on the owner thread.
 fn in_use(ruby: &Ruby) -> Error {
-    Error::new(ruby.exception_runtime_error(), "selector is in use by a select on another thread")
+    error::runtime_error(ruby, "selector is in use by a select on another thread")
 }
 
 /// Whether a ring can really be made here (stepping down through the flags).
@@ -181,10 +183,7 @@ pub fn init(ruby: &Ruby, selector_module: RModule) -> Result<(), Error> {
     }
     if let Err(error) = probe() {
         // One line, then EPoll takes over as the default.
-        let _ = ruby.eval::<Value>(&format!(
-            "warn(\"io-event-uring: io_uring is not available ({}), using EPoll\")",
-            error.to_string().replace('"', "'")
-        ));
+        error::warn(&format!("io-event-uring: io_uring is not available ({error}), using EPoll"));
         return Ok(());
     }
     let class = selector_module.define_class("URing", ruby.class_object())?;

@@ -153,13 +153,10 @@ impl Ring {
                 // A short submit (possible without SUBMIT_ALL): go on with the rest.
                 Ok(0) => stalls += 1,
                 Ok(_) => {}
-                Err(error) => match error.raw_os_error() {
-                    Some(libc::EINTR) => {}
-                    // The CQ is full or the kernel is short of memory: the
-                    // caller must reap before we can submit more.
-                    Some(libc::EBUSY) | Some(libc::EAGAIN) => return Err(error),
-                    _ => return Err(error),
-                },
+                // EBUSY/EAGAIN (the CQ is full, the kernel short of memory)
+                // go back too: the caller must reap before submitting more.
+                Err(error) if error.raw_os_error() != Some(libc::EINTR) => return Err(error),
+                Err(_) => {}
             }
             if stalls > 64 {
                 return Err(io::Error::from_raw_os_error(libc::EAGAIN));

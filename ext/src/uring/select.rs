@@ -1,91 +1,16 @@
 //! `select` in two phases: reap completions into their slots (recording only),
-//! then resume the waiting fibers with no borrow held. Also the shutdown that
-//! `close` and `Drop` share.
+//! then resume the waiting fibers with no borrow held.
 
-use crate::ruby::receiver::This;
 use std::time::Duration;
 
 use magnus::{rb_sys::AsRawValue, Error, Ruby, Value};
 
 use super::ring::Ring;
 use super::URing;
+use crate::ruby::receiver::This;
 use crate::ruby::{error, fiber, nogvl};
 
 impl URing {
-    /// Run `f` on the open ring; `IOError` when the selector is closed (or
-    /// this is a forked child, which must never touch the parent's ring).
-    pub(super) fn with_ring<R>(&self, ruby: &Ruby, f: impl FnOnce(&mut Ring) -> R) -> Result<R, Error> {
-        if self.core.is_forked() {
-            return Err(error::io_error(ruby, "selector is closed (forked child)"));
-        }
-        let Ok(mut ring) = self.ring.try_borrow_mut() else {
-            return Err(super::in_use(ruby));
-        };
-        match ring.as_mut() {
-            Some(ring) => Ok(f(ring)),
-            None => Err(error::io_error(ruby, "selector is closed")),
-        }
-    }
-
-    /// Move every available completion into its slot. Enters the kernel only
-    /// when `Ring::needs_enter` says so (nothing to submit and no deferred
-    /// task work flagged: no system call).
-    pub(super) fn reap(&self, ruby: &Ruby) -> Result<usize, Error> {
-        let slots = &self.slots;
-        let result = self.with_ring(ruby, |ring| -> std::io::Result<usize> {
-            if ring.needs_enter() {
-                match ring.submit() {
-                    Ok(()) => {}
-                    // What is left in the SQ goes with the next enter.
-                    Err(e) if matches!(e.raw_os_error(), Some(libc::EBUSY) | Some(libc::EAGAIN)) => {}
-                    Err(e) => return Err(e),
-                }
-            }
-            let mut slots = slots.borrow_mut();
-            let mut queued = 0;
-            ring.reap(|user_data, result, flags| {
-                if slots.complete(user_data, result, flags) {
-                    queued += 1;
-                }
-            })?;
-            Ok(queued)
-        })?;
-        result.map_err(|e| error::from_io(ruby, e, "io_uring_enter"))
-    }
-
-    /// Push an SQE, reaping into slots when the kernel pushes back (EBUSY).
-    ///
-    /// # Safety
-    /// As `Ring::push`: the entry's pointers stay valid until its completion.
-    pub(super) unsafe fn push_sqe(&self, ruby: &Ruby, entry: &io_uring::squeue::Entry) -> Result<(), Error> {
-        for _ in 0..1024 {
-            // SAFETY: forwarded from the caller's contract.
-            let pushed = self.with_ring(ruby, |ring| unsafe { ring.push(entry) })?;
-            match pushed {
-                Ok(()) => return Ok(()),
-                Err(e) if matches!(e.raw_os_error(), Some(libc::EBUSY) | Some(libc::EAGAIN)) => {
-                    self.reap(ruby)?;
-                }
-                Err(e) => return Err(error::from_io(ruby, e, "io_uring_enter")),
-            }
-        }
-        Err(error::syserr(ruby, libc::EBUSY, "io_uring submission queue stays full"))
-    }
-
-    /// Submit now (for ops that must be live when the call returns).
-    pub(super) fn submit_now(&self, ruby: &Ruby) -> Result<(), Error> {
-        for _ in 0..1024 {
-            match self.with_ring(ruby, |ring| ring.submit())? {
-                Ok(()) => return Ok(()),
-                Err(e) if matches!(e.raw_os_error(), Some(libc::EBUSY) | Some(libc::EAGAIN)) => {
-                    self.reap(ruby)?;
-                }
-                Err(e) => return Err(error::from_io(ruby, e, "io_uring_enter")),
-            }
-        }
-        Err(error::syserr(ruby, libc::EBUSY, "io_uring submission queue stays full"))
-    }
-
     /// Resume the fibers of completed ops, oldest first. No borrow is held
     /// while a fiber runs; a fiber resumed by another route in the meantime
     /// has taken its result already and is skipped.

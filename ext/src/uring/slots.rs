@@ -1,115 +1,79 @@
-//! The op table: one slot per in-flight kernel operation.
+//! The op table: one slot per in-flight kernel operation, in a `Slab`.
 //!
 //! A slot owns everything the kernel may touch (or that must stay marked) until
 //! the operation's final completion is reaped. The waiting fiber's stack only
-//! holds a `Copy` `OpHandle`; all state lives here.
+//! holds a `Copy` `OpHandle` (the slot's key); all state lives here.
 //!
-//! `user_data` layout: `generation << 32 | index`, with bit 63 reserved for
-//! sentinels (see `ring.rs`), so a sentinel never decodes as a slot and a late
-//! completion for a reused index is recognised by its generation.
+//! `user_data` is the key's `u64` form (`generation << 32 | index`), which
+//! never has bit 63 set, so a sentinel (see `ring.rs`) never decodes as a
+//! slot, and a late completion for a reused index is recognised by its
+//! generation.
 
 use std::collections::VecDeque;
 
-const GENERATION_MASK: u32 = 0x7fff_ffff;
+use crate::selector::slab::{Key, Slab};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct OpHandle {
-    index: u32,
-    generation: u32,
-}
+pub struct OpHandle(Key);
 
 impl OpHandle {
     pub fn user_data(self) -> u64 {
-        (u64::from(self.generation) << 32) | u64::from(self.index)
+        self.0.to_u64()
     }
 
     /// The handle a `user_data` names, or `None` for a sentinel.
     pub fn decode(user_data: u64) -> Option<OpHandle> {
-        if user_data >> 63 != 0 {
-            return None;
-        }
-        Some(OpHandle { index: user_data as u32, generation: (user_data >> 32) as u32 })
+        Key::from_u64(user_data).map(OpHandle)
     }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Lifecycle {
+    /// No such op (never was, or its slot was freed).
     Free,
     /// Pushed to the ring; the waiter is (about to be) parked.
     Pending,
     /// The completion arrived; the waiter has not picked it up yet.
-    Completed {
-        result: i32,
-        flags: u32,
-    },
+    Completed { result: i32, flags: u32 },
     /// The waiter left (interrupted); the slot keeps its payload until the
     /// completion arrives, then frees itself and resumes nobody.
     Orphaned,
 }
 
 struct Slot<T> {
-    generation: u32,
     state: Lifecycle,
-    refs: Option<T>,
+    refs: T,
 }
 
 pub struct Slots<T> {
-    slots: Vec<Slot<T>>,
-    free: Vec<u32>,
-    live: usize,
+    slots: Slab<Slot<T>>,
     /// Completed ops whose fibers the loop must resume, oldest first.
     ready: VecDeque<OpHandle>,
 }
 
 impl<T> Default for Slots<T> {
     fn default() -> Self {
-        Slots { slots: Vec::new(), free: Vec::new(), live: 0, ready: VecDeque::new() }
+        Slots { slots: Slab::default(), ready: VecDeque::new() }
     }
 }
 
 impl<T> Slots<T> {
     pub fn insert(&mut self, refs: T) -> OpHandle {
-        let index = match self.free.pop() {
-            Some(index) => index,
-            None => {
-                self.slots.push(Slot { generation: 1, state: Lifecycle::Free, refs: None });
-                (self.slots.len() - 1) as u32
-            }
-        };
-        let slot = &mut self.slots[index as usize];
-        slot.state = Lifecycle::Pending;
-        slot.refs = Some(refs);
-        self.live += 1;
-        OpHandle { index, generation: slot.generation }
-    }
-
-    fn slot(&self, handle: OpHandle) -> Option<&Slot<T>> {
-        self.slots
-            .get(handle.index as usize)
-            .filter(|slot| slot.generation == handle.generation && slot.state != Lifecycle::Free)
-    }
-
-    fn slot_mut(&mut self, handle: OpHandle) -> Option<&mut Slot<T>> {
-        self.slots
-            .get_mut(handle.index as usize)
-            .filter(|slot| slot.generation == handle.generation && slot.state != Lifecycle::Free)
+        OpHandle(self.slots.insert(Slot { state: Lifecycle::Pending, refs }))
     }
 
     pub fn state(&self, handle: OpHandle) -> Lifecycle {
-        self.slot(handle).map_or(Lifecycle::Free, |slot| slot.state)
+        self.slots.get(handle.0).map_or(Lifecycle::Free, |slot| slot.state)
+    }
+
+    fn set_state(&mut self, handle: OpHandle, state: Lifecycle) {
+        if let Some(slot) = self.slots.get_mut(handle.0) {
+            slot.state = state;
+        }
     }
 
     fn release(&mut self, handle: OpHandle) -> Option<T> {
-        let slot = self.slot_mut(handle)?;
-        slot.state = Lifecycle::Free;
-        slot.generation = (slot.generation + 1) & GENERATION_MASK;
-        if slot.generation == 0 {
-            slot.generation = 1;
-        }
-        let refs = slot.refs.take();
-        self.free.push(handle.index);
-        self.live -= 1;
-        refs
+        self.slots.remove(handle.0).map(|slot| slot.refs)
     }
 
     /// Record a completion. Returns true when a waiter was queued to resume.
@@ -119,9 +83,7 @@ impl<T> Slots<T> {
         };
         match self.state(handle) {
             Lifecycle::Pending => {
-                if let Some(slot) = self.slot_mut(handle) {
-                    slot.state = Lifecycle::Completed { result, flags };
-                }
+                self.set_state(handle, Lifecycle::Completed { result, flags });
                 self.ready.push_back(handle);
                 true
             }
@@ -152,12 +114,10 @@ impl<T> Slots<T> {
     /// The waiter left while its op is still in flight: keep the payload until
     /// the completion arrives. `strip` may drop references that need not live on.
     pub fn orphan(&mut self, handle: OpHandle, strip: impl FnOnce(&mut T)) {
-        if let Some(slot) = self.slot_mut(handle) {
+        if let Some(slot) = self.slots.get_mut(handle.0) {
             if slot.state == Lifecycle::Pending {
                 slot.state = Lifecycle::Orphaned;
-                if let Some(refs) = slot.refs.as_mut() {
-                    strip(refs);
-                }
+                strip(&mut slot.refs);
             }
         }
     }
@@ -166,15 +126,14 @@ impl<T> Slots<T> {
     pub fn next_ready(&mut self) -> Option<&T> {
         while let Some(handle) = self.ready.pop_front() {
             if matches!(self.state(handle), Lifecycle::Completed { .. }) {
-                let index = handle.index as usize;
-                return self.slots[index].refs.as_ref();
+                return self.slots.get(handle.0).map(|slot| &slot.refs);
             }
         }
         None
     }
 
     pub fn is_empty(&self) -> bool {
-        self.live == 0
+        self.slots.is_empty()
     }
 
     /// Whether completed ops wait for their fibers to be resumed.
@@ -184,36 +143,29 @@ impl<T> Slots<T> {
 
     /// Every op still in flight in the kernel (pending or orphaned).
     pub fn in_flight(&self) -> impl Iterator<Item = OpHandle> + '_ {
-        self.slots.iter().enumerate().filter_map(|(index, slot)| {
-            matches!(slot.state, Lifecycle::Pending | Lifecycle::Orphaned)
-                .then_some(OpHandle { index: index as u32, generation: slot.generation })
-        })
+        self.slots.iter().filter_map(|(key, slot)| Self::is_in_flight(slot).then_some(OpHandle(key)))
     }
 
     /// References of every op still in flight in the kernel.
     pub fn in_flight_refs(&self) -> impl Iterator<Item = &T> {
-        self.slots
-            .iter()
-            .filter(|slot| matches!(slot.state, Lifecycle::Pending | Lifecycle::Orphaned))
-            .filter_map(|slot| slot.refs.as_ref())
+        self.slots.iter().filter_map(|(_, slot)| Self::is_in_flight(slot).then_some(&slot.refs))
     }
 
-    /// References of every op whose waiter is still interested (for marking).
+    fn is_in_flight(slot: &Slot<T>) -> bool {
+        matches!(slot.state, Lifecycle::Pending | Lifecycle::Orphaned)
+    }
+
+    /// References of every op whose slot is live (for marking).
     pub fn waiting_refs(&self) -> impl Iterator<Item = &T> {
-        self.slots.iter().filter_map(|slot| match slot.state {
-            Lifecycle::Pending | Lifecycle::Completed { .. } | Lifecycle::Orphaned => slot.refs.as_ref(),
-            Lifecycle::Free => None,
-        })
+        self.slots.iter().map(|(_, slot)| &slot.refs)
     }
 
     /// Drop every slot, first handing each op still in flight to `leak`,
     /// which keeps (leaks) what the kernel may still use.
     pub fn clear_leaking(&mut self, mut leak: impl FnMut(&mut T)) {
-        for slot in &mut self.slots {
-            if matches!(slot.state, Lifecycle::Pending | Lifecycle::Orphaned) {
-                if let Some(refs) = slot.refs.as_mut() {
-                    leak(refs);
-                }
+        for (_, slot) in self.slots.iter_mut() {
+            if Self::is_in_flight(slot) {
+                leak(&mut slot.refs);
             }
         }
         self.clear();
@@ -221,9 +173,8 @@ impl<T> Slots<T> {
 
     /// Drop every slot (after the kernel is done with all of them).
     pub fn clear(&mut self) {
-        for index in 0..self.slots.len() {
-            let generation = self.slots[index].generation;
-            self.release(OpHandle { index: index as u32, generation });
+        for key in self.slots.keys() {
+            self.slots.remove(key);
         }
         self.ready.clear();
     }
@@ -262,8 +213,8 @@ mod tests {
         slots.complete(old.user_data(), 0, 0);
         slots.take_completed(old);
         let new = slots.insert(2);
-        assert_eq!(old.index, new.index, "the index is reused");
-        assert_ne!(old.generation, new.generation, "with a new generation");
+        assert_eq!(old.0.parts().0, new.0.parts().0, "the index is reused");
+        assert_ne!(old, new, "with a new generation");
         assert!(!slots.complete(old.user_data(), 0, 0), "nobody is resumed");
         assert_eq!(slots.state(new), Lifecycle::Pending);
     }
@@ -274,20 +225,6 @@ mod tests {
         assert_eq!(OpHandle::decode(u64::MAX), None);
         let mut slots: Slots<u8> = Slots::default();
         assert!(!slots.complete(1 << 63 | 1, 0, 0));
-    }
-
-    #[test]
-    fn free_list_reuse_bumps_generation_and_wraps_below_bit_63() {
-        let mut slots = Slots::default();
-        let mut handle = slots.insert(0u8);
-        slots.slots[0].generation = GENERATION_MASK;
-        handle.generation = GENERATION_MASK;
-        assert!(OpHandle::decode(handle.user_data()).is_some());
-        slots.complete(handle.user_data(), 0, 0);
-        slots.take_completed(handle);
-        let next = slots.insert(0);
-        assert_eq!(next.generation, 1);
-        assert!(OpHandle::decode(next.user_data()).is_some());
     }
 
     #[test]

@@ -4,18 +4,15 @@ use crate::ruby::receiver::This;
 use std::os::fd::RawFd;
 
 use io_uring::{opcode, types};
-use magnus::{Error, Integer, IntoValue, Ruby, Value};
+use magnus::{Error, IntoValue, Ruby, Value};
 
 use super::park::{OnInterrupt, Parked};
-use crate::ruby::{error, fiber, io};
+use crate::ruby::error;
 use crate::selector::events;
 use crate::uring::{SlotRefs, URing};
 
 pub fn io_wait(ruby: &Ruby, rb_self: This<URing>, target: Value, io: Value, events: Value) -> Result<Value, Error> {
-    let target = fiber::check(ruby, target)?;
-    let wanted =
-        Integer::from_value(events).ok_or_else(|| error::type_error(ruby, "events must be an Integer"))?.to_i32()?;
-    let fd = io::descriptor(ruby, io)?;
+    let (target, fd, wanted) = crate::selector::io_wait_arguments(ruby, target, io, events)?;
     Ok(match wait(ruby, &rb_self, target, io, fd, wanted)? {
         Some(ready) => ready.into_value_with(ruby),
         None => false.into_value_with(ruby),

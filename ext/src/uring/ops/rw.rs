@@ -18,7 +18,7 @@ struct RingIo<'a> {
     selector: &'a URing,
 }
 
-impl transfer_loop::Backend for RingIo<'_> {
+impl transfer_loop::Attempts for RingIo<'_> {
     fn attempt(&self, op: &Transfer, base: *mut u8, len: usize, position: Option<u64>) -> Result<isize, Error> {
         self.submit(op, base, len, position, 0)
     }
