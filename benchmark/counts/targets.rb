@@ -36,7 +36,10 @@ module BenchTargets
       next if values.empty?
 
       shown = values.map { |s, v| "#{s} #{v.round(v.abs >= 100 ? 0 : 2)}" }.join(", ")
-      "target (issue 11): #{title} <= #{limit}: #{shown} (#{verdict(values.all? { |_, v| v.round(2) <= limit })})"
+      # System calls per operation are a difference of two strace runs over N
+      # operations: a stray call or two in one of them shows as a few hundredths.
+      slack = metric.end_with?(".syscalls", ".futex") ? 0.05 : 0
+      "target (issue 11): #{title} <= #{limit}: #{shown} (#{verdict(values.all? { |_, v| v <= limit + slack })})"
     end
     before = figures["before"]
     if before && label != "before"
