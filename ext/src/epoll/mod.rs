@@ -176,7 +176,7 @@ impl EPoll {
     /// Refused while a `select` is blocked (from another thread): it would
     /// sleep on in a set whose number could be reused meanwhile.
     fn close(ruby: &Ruby, rb_self: This<Self>) -> Result<(), Error> {
-        if rb_self.core.is_blocked() {
+        if rb_self.core.is_waiting() {
             return Err(error::runtime_error(
                 ruby,
                 "cannot close a selector while it is blocked in select on another thread",

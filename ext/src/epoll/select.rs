@@ -12,7 +12,7 @@ use magnus::{Error, Ruby, Value};
 use super::poller;
 use super::registry::WAKEUP_DATA;
 use super::EPoll;
-use crate::ruby::{error, fiber, nogvl};
+use crate::ruby::{error, fiber};
 
 /// Events taken per `epoll_wait`; more stay in the kernel for the next call.
 const MAX_EVENTS: usize = 64;
@@ -43,14 +43,13 @@ impl EPoll {
                 other => other,
             }
         } else {
-            let wake_fd = self.core.interrupt().fd();
             // Looked up again before every wait: a trap handler served
             // between two waits may have closed the set (and its number may
             // name another file by now).
             self.core
                 .blocking(ruby, timeout_ms, |remaining| match epoll_fd() {
                     Some(epoll) => {
-                        nogvl::without_gvl(wake_fd, || poller::wait(epoll, &mut *events, poller::timeout_ms(remaining)))
+                        self.core.without_gvl(|| poller::wait(epoll, &mut *events, poller::timeout_ms(remaining)))
                     }
                     None => Some(Ok(0)),
                 })?

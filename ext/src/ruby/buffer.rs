@@ -99,6 +99,15 @@ pub fn with_lent<R>(
     // Lock before taking the address: `take` may run Ruby code (a trap
     // handler, another thread) that frees or resizes an unlocked buffer.
     take(buffer)?;
+    // A slice's memory belongs to the buffer it was cut from, which can be
+    // freed or resized whatever the slice's own lock says: lend that too.
+    let root = slice_root(buffer);
+    if let Some(root) = root {
+        if let Err(error) = take(root) {
+            let _ = give_back(buffer);
+            return Err(error);
+        }
+    }
     let result = match read_bytes(buffer, access) {
         Some(bytes) => f(bytes),
         None => bytes(buffer, access).and_then(|checked| {
@@ -108,7 +117,8 @@ pub fn with_lent<R>(
             f(checked)
         }),
     };
-    let given_back = give_back(buffer);
+    let root_given_back = root.map_or(Ok(()), give_back);
+    let given_back = give_back(buffer).and(root_given_back);
     let result = result?;
     given_back?;
     Ok(result)
@@ -169,8 +179,8 @@ struct BufferHead {
     source: rb_sys::VALUE,
 }
 
-const LOCKED_FLAG: u32 = 32; // RB_IO_BUFFER_LOCKED, the same from 3.1 to 3.4
-const READONLY_FLAG: u32 = 128; // RB_IO_BUFFER_READONLY, likewise
+const LOCKED_FLAG: u32 = rb_sys::rb_io_buffer_flags::RB_IO_BUFFER_LOCKED as u32;
+const READONLY_FLAG: u32 = rb_sys::rb_io_buffer_flags::RB_IO_BUFFER_READONLY as u32;
 
 /// IO::Buffer's data type, taken from the first buffer lent.
 static BUFFER_TYPE: AtomicPtr<rb_sys::rb_data_type_t> = AtomicPtr::new(std::ptr::null_mut());
@@ -237,6 +247,19 @@ fn unchecked_read_bytes(buffer: Value, access: BufferAccess) -> Option<Bytes> {
     usable.then_some(Bytes { base: head.base.cast(), size: head.size })
 }
 
+/// The buffer a slice was cut from (its `source`, when that is an
+/// IO::Buffer), once the direct reads are known to work here.
+fn slice_root(buffer: Value) -> Option<Value> {
+    if !Checks::passed() {
+        return None;
+    }
+    // SAFETY: as in `read_locked`.
+    let source = unsafe { (*head(buffer)?).source };
+    // SAFETY: the source of a live buffer is a live VALUE (it marks it).
+    let source = unsafe { <Value as magnus::rb_sys::FromRawValue>::from_raw(source) };
+    head(source).map(|_| source)
+}
+
 fn head(buffer: Value) -> Option<*const BufferHead> {
     let expected = BUFFER_TYPE.load(Ordering::Relaxed);
     if expected.is_null() {
@@ -296,10 +319,10 @@ fn lock_unless_locked(buffer: Value) -> Result<bool, Error> {
 /// warning), so that they are checked both unlocked and locked even when
 /// every buffer lent to us comes locked (as Ruby's hook buffers do).
 fn check_on_a_probe() -> Result<(), Error> {
-    // SAFETY: a fresh 16-byte internal buffer; we hold the GVL.
-    let probe = unsafe {
-        rb_sys::rb_io_buffer_new(std::ptr::null_mut(), 16, rb_sys::rb_io_buffer_flags::RB_IO_BUFFER_INTERNAL)
-    };
+    let internal = rb_sys::rb_io_buffer_flags::RB_IO_BUFFER_INTERNAL;
+    // SAFETY: a fresh 16-byte internal buffer; we hold the GVL; protect
+    // catches an allocation failure.
+    let probe = magnus::rb_sys::protect(|| unsafe { rb_sys::rb_io_buffer_new(std::ptr::null_mut(), 16, internal) })?;
     // SAFETY: a live VALUE just made.
     let probe = unsafe { <Value as magnus::rb_sys::FromRawValue>::from_raw(probe) };
     learn_type(probe);

@@ -3,7 +3,7 @@
 //! raise, throw or `Fiber#kill` comes back as `Err` and never unwinds through
 //! Rust frames.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicPtr, Ordering};
 
 use magnus::{
     prelude::*,
@@ -12,16 +12,22 @@ use magnus::{
 };
 use rb_sys::stable_api::StableApiDefinition;
 
-/// The `Fiber` class, for a class comparison before `rb_obj_is_fiber`.
-static FIBER_CLASS: AtomicUsize = AtomicUsize::new(0);
+/// Fiber's data type, learned from the current fiber at load: an object of
+/// that exact type is a Fiber (subclasses and singleton classes included),
+/// and a non-null data pointer means it was initialised.
+static FIBER_TYPE: AtomicPtr<rb_sys::rb_data_type_t> = AtomicPtr::new(std::ptr::null_mut());
 
-/// Remember the `Fiber` class (once, at load).
-pub fn init(ruby: &Ruby) {
-    // SAFETY: the class of the current fiber, read with the GVL held; classes
-    // are never freed (nor moved: they are pinned by their constant).
-    let class = unsafe { rb_sys::rb_obj_class(rb_sys::rb_fiber_current()) };
-    let _ = ruby;
-    FIBER_CLASS.store(class as usize, Ordering::Relaxed);
+/// Remember Fiber's data type (once, at load).
+pub fn init(_ruby: &Ruby) {
+    let api = rb_sys::stable_api::get_default();
+    // SAFETY: the current fiber is a typed T_DATA (checked before reading its
+    // type); we hold the GVL.
+    unsafe {
+        let current = rb_sys::rb_fiber_current();
+        if api.builtin_type(current) == rb_sys::ruby_value_type::RUBY_T_DATA && api.rtypeddata_p(current) {
+            FIBER_TYPE.store(api.rtypeddata_type(current).cast_mut(), Ordering::Relaxed);
+        }
+    }
 }
 
 pub fn current(_ruby: &Ruby) -> Value {
@@ -29,21 +35,23 @@ pub fn current(_ruby: &Ruby) -> Value {
     unsafe { Value::from_raw(rb_sys::rb_fiber_current()) }
 }
 
-/// Whether `value` is a real `Fiber` (not a duck-typed stand-in).
+/// Whether `value` is a real, initialised `Fiber` (not a duck-typed
+/// stand-in, nor `Fiber.allocate`'s empty shell, on which Ruby's fiber
+/// functions raise).
 fn is_fiber(value: Value) -> bool {
     let raw = value.as_raw();
     let api = rb_sys::stable_api::get_default();
-    if api.special_const_p(raw) {
-        return false;
+    let fiber_type = FIBER_TYPE.load(Ordering::Relaxed);
+    // SAFETY: each accessor only after the checks it needs (a heap object,
+    // a T_DATA, typed).
+    unsafe {
+        !fiber_type.is_null()
+            && !api.special_const_p(raw)
+            && api.builtin_type(raw) == rb_sys::ruby_value_type::RUBY_T_DATA
+            && api.rtypeddata_p(raw)
+            && std::ptr::eq(api.rtypeddata_type(raw), fiber_type)
+            && !api.rtypeddata_get_data(raw).is_null()
     }
-    // SAFETY: a heap object: its class pointer is readable.
-    if unsafe { api.rbasic_class(raw) }.map(|class| class.as_ptr() as usize)
-        == Some(FIBER_CLASS.load(Ordering::Relaxed))
-    {
-        return true;
-    }
-    // SAFETY: a type test on a live VALUE; runs no Ruby code.
-    unsafe { rb_sys::rb_obj_is_fiber(raw) != rb_sys::Qfalse as rb_sys::VALUE }
 }
 
 /// Switch to `fiber`, returning what we are later transferred back with.

@@ -43,6 +43,10 @@ struct State {
 pub struct Core {
     state: RefCell<State>,
     blocked: AtomicBool,
+    /// Set only around the GVL-free wait itself (`without_gvl`): while it is,
+    /// `close` from another thread is refused and the unblock function may
+    /// write the eventfd.
+    in_wait: AtomicBool,
     interrupt: Interrupt,
     fork_generation: u64,
     /// The owner's kernel thread id, for `Drop`, which may run on any
@@ -64,6 +68,7 @@ impl Core {
                 ready: ReadyQueue::default(),
             }),
             blocked: AtomicBool::new(false),
+            in_wait: AtomicBool::new(false),
             interrupt,
             fork_generation: FORKS.load(Ordering::Relaxed),
             owner_tid: current_tid(),
@@ -94,10 +99,31 @@ impl Core {
         current_tid() == self.owner_tid
     }
 
-    /// Whether a `select` is blocked in the GVL-free wait right now.
+    /// Whether `wakeup` should signal: a `select` is blocking (or about to).
     /// (A forked child inherits the flag as the parent's thread had it.)
     pub fn is_blocked(&self) -> bool {
         self.blocked.load(Ordering::SeqCst) && !self.is_forked()
+    }
+
+    /// Whether the owner thread is inside the GVL-free wait right now, where
+    /// the unblock function may write the eventfd: `close` must wait for it
+    /// to come back (another thread's `close` is refused meanwhile).
+    pub fn is_waiting(&self) -> bool {
+        self.in_wait.load(Ordering::SeqCst) && !self.is_forked()
+    }
+
+    /// Run `func` without the GVL (`nogvl::without_gvl`) with the eventfd as
+    /// the wake-up, looked up now (a trap handler may have closed it since
+    /// the caller last looked). `None` as `without_gvl`, and when closed.
+    pub fn without_gvl<R>(&self, func: impl FnOnce() -> R) -> Option<R> {
+        let wake_fd = self.interrupt.fd();
+        if wake_fd < 0 {
+            return None;
+        }
+        self.in_wait.store(true, Ordering::SeqCst);
+        let result = crate::ruby::nogvl::without_gvl(wake_fd, func);
+        self.in_wait.store(false, Ordering::SeqCst);
+        result
     }
 
     /// Ring and epoll operations belong to the thread that made the selector.
@@ -215,6 +241,12 @@ impl Core {
         mut wait: impl FnMut(Option<Duration>) -> Option<io::Result<T>>,
     ) -> Result<io::Result<Option<T>>, Error> {
         let start = Instant::now();
+        if self.blocked.load(Ordering::SeqCst) {
+            // A `select` of this selector run by Ruby code inside our own
+            // (a trap handler served during the pending-interrupt query):
+            // it must not wait, nor clear the outer one's `blocked`.
+            return Ok(Ok(None));
+        }
         let outcome = loop {
             self.blocked.store(true, Ordering::SeqCst);
             let pending = thread::has_pending_interrupt(ruby);

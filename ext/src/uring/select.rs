@@ -8,7 +8,7 @@ use magnus::{rb_sys::AsRawValue, Error, Ruby, Value};
 use super::ring::Ring;
 use super::URing;
 use crate::ruby::receiver::This;
-use crate::ruby::{error, fiber, nogvl};
+use crate::ruby::{error, fiber};
 
 impl URing {
     /// Resume the fibers of completed ops, oldest first. No borrow is held
@@ -25,7 +25,6 @@ impl URing {
     }
 
     fn block(&self, ruby: &Ruby, timeout: Option<Duration>) -> Result<(), Error> {
-        let wake_fd = self.core.interrupt().fd();
         let waited = self.core.blocking(ruby, timeout, |remaining| {
             // Borrowed only while blocked: never while Ruby serves an interrupt.
             let mut ring = self.ring.borrow_mut();
@@ -35,7 +34,7 @@ impl URing {
             if let Err(error) = ring.arm_wakeup() {
                 return Some(Err(error));
             }
-            nogvl::without_gvl(wake_fd, || ring.wait(remaining))
+            self.core.without_gvl(|| ring.wait(remaining))
         })?;
         waited.map(drop).map_err(|e| error::from_io(ruby, e, "io_uring_enter"))
     }

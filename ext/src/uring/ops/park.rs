@@ -4,7 +4,7 @@
 use io_uring::squeue;
 use magnus::{Error, Ruby};
 
-use crate::ruby::{fiber, nogvl};
+use crate::ruby::fiber;
 use crate::uring::slots::{Lifecycle, OpHandle};
 use crate::uring::{SlotRefs, URing};
 
@@ -141,8 +141,7 @@ impl URing {
     /// kernel cannot cancel must not stop every other thread meanwhile.
     fn wait_a_little(&self, ruby: &Ruby) -> Result<std::io::Result<()>, Error> {
         let step = Some(std::time::Duration::from_millis(100));
-        let wake_fd = self.core.interrupt().fd();
-        self.with_ring(ruby, |ring| match nogvl::without_gvl(wake_fd, || ring.wait(step)) {
+        self.with_ring(ruby, |ring| match self.core.without_gvl(|| ring.wait(step)) {
             Some(waited) => waited,
             None => ring.wait(step),
         })
