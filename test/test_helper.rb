@@ -44,6 +44,22 @@ end
 
 Minitest::Test.prepend(IOEventTestHelper)
 
+# Time measurements every test may use.
+module IOEventTestClock
+  def monotonic
+    Process.clock_gettime(Process::CLOCK_MONOTONIC)
+  end
+
+  # Seconds the block took.
+  def elapsed
+    start = monotonic
+    yield
+    monotonic - start
+  end
+end
+
+Minitest::Test.include(IOEventTestClock)
+
 if ENV["GC_STRESS"] == "1"
   # Stress only the test bodies; loading with GC.stress on is needlessly slow.
   module IOEventGCStress

@@ -15,6 +15,8 @@ require_relative "support"
 require "tempfile"
 
 module SoundnessBadArguments
+  include Soundness::Helpers
+
   CALLS = Integer(ENV.fetch("SOUNDNESS_FUZZ_CALLS", "120"))
 
   BUFFER_ERRORS = [IO::Buffer::AccessError, IO::Buffer::AllocationError, IO::Buffer::InvalidatedError,
@@ -210,4 +212,4 @@ module SoundnessBadArguments
   end
 end
 
-Soundness.define("SoundnessBadArguments", SoundnessBadArguments)
+SelectorVariants.define("SoundnessBadArguments", SoundnessBadArguments, variants: SelectorVariants::PLAIN)

@@ -9,6 +9,8 @@
 require_relative "support"
 
 module SoundnessClose
+  include Soundness::Helpers
+
   def test_close_releases_every_descriptor_without_gc
     isolated(label: "500 selectors created and closed, GC disabled") do
       GC.start
@@ -143,4 +145,4 @@ module SoundnessClose
   end
 end
 
-Soundness.define("SoundnessClose", SoundnessClose)
+SelectorVariants.define("SoundnessClose", SoundnessClose, variants: SelectorVariants::PLAIN)

@@ -11,6 +11,8 @@
 require_relative "support"
 
 module SoundnessCollection
+  include Soundness::Helpers
+
   PIPES = 6
 
   # Everything made here is unreachable when it returns (nothing but the
@@ -111,4 +113,4 @@ module SoundnessCollection
   end
 end
 
-Soundness.define("SoundnessCollection", SoundnessCollection)
+SelectorVariants.define("SoundnessCollection", SoundnessCollection, variants: SelectorVariants::PLAIN)

@@ -14,6 +14,8 @@
 require_relative "support"
 
 module SoundnessDescriptorReuse
+  include Soundness::Helpers
+
   SECRET = "SECRET"
   FILEDATA = "FILEDATA-of-the-unrelated-file"
 
@@ -132,4 +134,4 @@ end
 require "tmpdir"
 require "fileutils"
 
-Soundness.define("SoundnessDescriptorReuse", SoundnessDescriptorReuse)
+SelectorVariants.define("SoundnessDescriptorReuse", SoundnessDescriptorReuse, variants: SelectorVariants::PLAIN)

@@ -10,6 +10,8 @@
 require_relative "support"
 
 module SoundnessForeignThread
+  include Soundness::Helpers
+
   COUNT = 5
 
   def klass_count
@@ -241,4 +243,4 @@ module SoundnessForeignThread
   end
 end
 
-Soundness.define("SoundnessForeignThread", SoundnessForeignThread)
+SelectorVariants.define("SoundnessForeignThread", SoundnessForeignThread, variants: SelectorVariants::PLAIN)

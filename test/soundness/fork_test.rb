@@ -12,6 +12,8 @@
 require_relative "support"
 
 module SoundnessFork
+  include Soundness::Helpers
+
   # Uses a selector that is this child's own: io_wait and io_read on a pipe,
   # a few rounds. Raises a failed assertion if any round goes wrong.
   def exercise_own_selector(own = nil, rounds: 3)
@@ -277,4 +279,4 @@ module SoundnessFork
   end
 end
 
-Soundness.define("SoundnessFork", SoundnessFork)
+SelectorVariants.define("SoundnessFork", SoundnessFork, variants: SelectorVariants::PLAIN)

@@ -9,6 +9,8 @@
 require_relative "support"
 
 module SoundnessLoopFiber
+  include Soundness::Helpers
+
   CLEAR = Soundness::CLEAR_ERRORS + [RuntimeError]
 
   def on_the_loop(selector)
@@ -29,45 +31,43 @@ module SoundnessLoopFiber
     assert_empty describe_fds(fd_list - fds), "descriptors left behind"
   end
 
-  def test_io_wait_on_an_empty_pipe_from_the_loop_fiber
-    isolated(label: "loop fiber io_wait, nothing ready") do
+  # In a child: a new selector and a pipe, given to the block; then both are
+  # closed and no descriptor may be left behind.
+  def with_selector_and_pipe(label, **options)
+    isolated(label: label, **options) do
       fds = fd_list
       input, output = IO.pipe
       selector = new_selector(Fiber.current)
+      yield selector, input, output
+      input.close
+      output.close
+      finish(selector, fds)
+      true
+    end
+  end
+
+  def test_io_wait_on_an_empty_pipe_from_the_loop_fiber
+    with_selector_and_pipe("loop fiber io_wait, nothing ready") do |selector, input, output|
       outcome = on_the_loop(selector) { selector.io_wait(Fiber.current, input, IO::READABLE) }
       refute_equal IO::READABLE, outcome, "io_wait reported an event that never happened"
       output.write("x")
       5.times { selector.select(0.01) }
       assert_equal "x", input.read_nonblock(8)
-      input.close
-      output.close
-      finish(selector, fds)
-      true
     end
   end
 
   def test_io_wait_on_a_ready_pipe_from_the_loop_fiber
-    isolated(label: "loop fiber io_wait, ready") do
-      fds = fd_list
-      input, output = IO.pipe
+    with_selector_and_pipe("loop fiber io_wait, ready") do |selector, input, output|
       output.write("x")
-      selector = new_selector(Fiber.current)
       outcome = on_the_loop(selector) { selector.io_wait(Fiber.current, input, IO::READABLE) }
       # false is "resumed without an event": transfer on the loop fiber returns at once.
       assert(outcome.is_a?(Exception) || [IO::READABLE, false].include?(outcome), "io_wait on a ready pipe must work, answer false or raise, got #{outcome.inspect}")
-      input.close
-      output.close
-      finish(selector, fds)
-      true
     end
   end
 
   def test_io_read_on_an_empty_pipe_from_the_loop_fiber
-    isolated(label: "loop fiber io_read, nothing there", timeout: 3) do
-      fds = fd_list
-      input, output = IO.pipe
+    with_selector_and_pipe("loop fiber io_read, nothing there", timeout: 3) do |selector, input, output|
       buffer = IO::Buffer.new(16)
-      selector = new_selector(Fiber.current)
       outcome = on_the_loop(selector) { selector.io_read(Fiber.current, input, buffer, 4) }
       refute outcome.is_a?(Integer) && outcome.positive?, "io_read returned #{outcome.inspect} bytes that were never written"
       output.write("late")
@@ -75,46 +75,28 @@ module SoundnessLoopFiber
       assert_equal "late", input.read_nonblock(8), "a read left in flight consumed the data"
       assert buffer.get_string.each_byte.all?(&:zero?), "the buffer was written after the call returned"
       refute buffer.locked?, "the buffer stays locked"
-      input.close
-      output.close
-      finish(selector, fds)
-      true
     end
   end
 
   def test_io_read_on_a_ready_pipe_from_the_loop_fiber
-    isolated(label: "loop fiber io_read, data there") do
-      fds = fd_list
-      input, output = IO.pipe
+    with_selector_and_pipe("loop fiber io_read, data there") do |selector, input, output|
       output.write("data")
       buffer = IO::Buffer.new(16)
-      selector = new_selector(Fiber.current)
       outcome = on_the_loop(selector) { selector.io_read(Fiber.current, input, buffer, 4) }
       if outcome.is_a?(Integer)
         assert_equal [4, "data"], [outcome, buffer.get_string(0, 4)]
       else
         assert_kind_of Exception, outcome
       end
-      input.close
-      output.close
-      finish(selector, fds)
-      true
     end
   end
 
   def test_io_write_from_the_loop_fiber
-    isolated(label: "loop fiber io_write") do
-      fds = fd_list
-      input, output = IO.pipe
+    with_selector_and_pipe("loop fiber io_write") do |selector, input, output|
       buffer = IO::Buffer.new(4)
       buffer.set_string("abcd")
-      selector = new_selector(Fiber.current)
       outcome = on_the_loop(selector) { selector.io_write(Fiber.current, output, buffer, 4) }
       assert_equal "abcd", input.read_nonblock(8) if outcome == 4
-      input.close
-      output.close
-      finish(selector, fds)
-      true
     end
   end
 
@@ -149,4 +131,4 @@ module SoundnessLoopFiber
   end
 end
 
-Soundness.define("SoundnessLoopFiber", SoundnessLoopFiber)
+SelectorVariants.define("SoundnessLoopFiber", SoundnessLoopFiber, variants: SelectorVariants::PLAIN)

@@ -8,6 +8,8 @@
 require_relative "support"
 
 module SoundnessSelectDuration
+  include Soundness::Helpers
+
   WAKE_AFTER = 0.2
 
   def blocks_until_woken(duration)
@@ -64,4 +66,4 @@ module SoundnessSelectDuration
   end
 end
 
-Soundness.define("SoundnessSelectDuration", SoundnessSelectDuration)
+SelectorVariants.define("SoundnessSelectDuration", SoundnessSelectDuration, variants: SelectorVariants::PLAIN)

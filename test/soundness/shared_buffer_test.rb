@@ -16,6 +16,8 @@
 require_relative "support"
 
 module SoundnessSharedBuffer
+  include Soundness::Helpers
+
   # Small buffers are malloc'd, so freed memory is reused by the next
   # allocations of the same size: the canaries.
   SIZE = 64
@@ -188,4 +190,4 @@ module SoundnessSharedBuffer
   end
 end
 
-Soundness.define("SoundnessSharedBuffer", SoundnessSharedBuffer)
+SelectorVariants.define("SoundnessSharedBuffer", SoundnessSharedBuffer, variants: SelectorVariants::PLAIN)

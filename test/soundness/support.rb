@@ -1,6 +1,10 @@
 # frozen_string_literal: true
 
-# Shared helpers for the adversarial ("hostile") suite of issue 9.
+# Shared helpers for the adversarial ("hostile") suite of issue 9. Each
+# contract module includes Soundness::Helpers and runs against the plain
+# variants of the selector table:
+#
+#   SelectorVariants.define("SoundnessClose", SoundnessClose, variants: SelectorVariants::PLAIN)
 #
 # Every case that could crash the VM, hang, or corrupt memory runs in a CHILD
 # process, under a short timeout, so that the test process itself only ever
@@ -70,9 +74,6 @@ module Soundness
 
   # Mixed into every soundness test class.
   module Helpers
-    def monotonic
-      Process.clock_gettime(Process::CLOCK_MONOTONIC)
-    end
 
     # Records progress in a child (no-op in the test process).
     def step(message)
@@ -332,15 +333,4 @@ module Soundness
       lines.join("\n")
     end
   end
-
-  # `SelectorVariants.define` plus the helpers, and a few variant predicates.
-  def self.define(prefix, contract)
-    mod = Module.new do
-      include SelectorVariants
-      include Helpers
-      include contract
-    end
-    SelectorVariants.define(Object, prefix, mod)
-  end
-
 end

@@ -11,6 +11,8 @@
 require_relative "support"
 
 module SoundnessThreadInterrupt
+  include Soundness::Helpers
+
   class Boom < StandardError; end
 
   # Thread#join that does not re-raise the thread's exception: true when the
@@ -225,4 +227,4 @@ module SoundnessThreadInterrupt
   end
 end
 
-Soundness.define("SoundnessThreadInterrupt", SoundnessThreadInterrupt)
+SelectorVariants.define("SoundnessThreadInterrupt", SoundnessThreadInterrupt, variants: SelectorVariants::PLAIN)

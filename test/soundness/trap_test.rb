@@ -14,6 +14,8 @@
 require_relative "support"
 
 module SoundnessTrap
+  include Soundness::Helpers
+
   class Boom < StandardError; end
 
   SIGNAL_DELAY = 0.1
@@ -221,4 +223,4 @@ module SoundnessTrap
   end
 end
 
-Soundness.define("SoundnessTrap", SoundnessTrap)
+SelectorVariants.define("SoundnessTrap", SoundnessTrap, variants: SelectorVariants::PLAIN)

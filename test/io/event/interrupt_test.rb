@@ -102,12 +102,14 @@ class InterruptTest < Minitest::Test
   end
 end
 
-require_relative "selector/all_selectors"
+require_relative "../../support/selector_variants"
 
 # IO::Event::Interrupt.attach(selector): a fiber of the interrupt's own waits
 # on the pipe through the selector, so #signal wakes any selector; closing the
 # interrupt while that fiber waits leaks no IOError out of it.
 module AttachedInterruptContract
+  include SelectorDriver
+
   def attached
     @attached = IO::Event.const_get(:Interrupt).attach(selector)
   end
@@ -149,4 +151,4 @@ module AttachedInterruptContract
   end
 end
 
-AllSelectors.define("AttachedInterrupt", AttachedInterruptContract)
+SelectorVariants.define("AttachedInterrupt", AttachedInterruptContract)

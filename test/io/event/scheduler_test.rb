@@ -15,10 +15,6 @@ require_relative "../../support/scheduler"
 module SchedulerContract
   include SelectorVariants
 
-  def monotonic
-    Process.clock_gettime(Process::CLOCK_MONOTONIC)
-  end
-
   # Seconds a scheduler thread may take (the per-test watchdog is 20 s).
   def thread_timeout
     GC.stress ? 18 : 10
@@ -495,4 +491,4 @@ module SchedulerContract
   end
 end
 
-SelectorVariants.define(Object, "Scheduler", SchedulerContract)
+SelectorVariants.define("Scheduler", SchedulerContract, variants: SelectorVariants::PLAIN)

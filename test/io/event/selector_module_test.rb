@@ -1,6 +1,7 @@
 # frozen_string_literal: true
 
 require_relative "../../test_helper"
+require_relative "../../support/tracked_selectors"
 require "tempfile"
 require "io/nonblock"
 
@@ -9,18 +10,7 @@ require "io/nonblock"
 class SelectorModuleTest < Minitest::Test
   Selector = IO::Event::Selector
 
-  def teardown
-    @selectors&.each { |selector| selector.close unless selector.closed? }
-  end
-
-  def track(selector)
-    (@selectors ||= []) << selector
-    selector
-  end
-
-  def monotonic
-    Process.clock_gettime(Process::CLOCK_MONOTONIC)
-  end
+  include TrackedSelectors
 
   # --- default ---------------------------------------------------------------
 

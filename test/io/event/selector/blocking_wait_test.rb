@@ -61,4 +61,4 @@ module BlockingWaitContract
   end
 end
 
-SelectorVariants.define(Object, "BlockingWait", BlockingWaitContract)
+SelectorVariants.define("BlockingWait", BlockingWaitContract, variants: SelectorVariants::PLAIN)

@@ -10,16 +10,11 @@ require_relative "../../../test_helper"
 require_relative "../../../support/selector_variants"
 
 module CancellationContract
-  include SelectorVariants
   include SelectorDriver
 
   class Interrupted < StandardError; end
 
   EAGAIN = -Errno::EAGAIN::Errno
-
-  def zeroed?(buffer)
-    buffer.get_string.each_byte.all?(&:zero?)
-  end
 
   # A fiber that raises Interrupted into `target`, through the selector (so the
   # raiser is put on the ready queue, as a scheduler's Fiber#raise would be).
@@ -46,7 +41,7 @@ module CancellationContract
 
   def test_interrupted_read_leaves_the_buffer_alone_and_the_data_in_the_pipe
     require_selector_method(:io_read)
-    input, output = IO.pipe
+    input, output = pipe
     buffer = IO::Buffer.new(16)
 
     interrupted_read(input, buffer)
@@ -56,9 +51,6 @@ module CancellationContract
 
     assert zeroed?(buffer), "the kernel wrote into the buffer after io_read was interrupted: #{buffer.get_string.inspect}"
     assert_equal "late data", input.read_nonblock(64)
-  ensure
-    input&.close
-    output&.close
   end
 
   # close with reads and waits in flight: nothing is written into the buffers
@@ -103,7 +95,7 @@ module CancellationContract
 
   def test_a_read_after_an_interrupted_read_gets_the_data
     require_selector_method(:io_read)
-    input, output = IO.pipe
+    input, output = pipe
     first = IO::Buffer.new(16)
 
     interrupted_read(input, first)
@@ -118,14 +110,11 @@ module CancellationContract
     assert_equal 4, result
     assert_equal "late", second.get_string(0, 4)
     assert zeroed?(first), "the interrupted read's buffer was written: #{first.get_string.inspect}"
-  ensure
-    input&.close
-    output&.close
   end
 
   def test_interrupted_reads_on_a_socket_repeatedly
     require_selector_method(:io_read)
-    local, remote = UNIXSocket.pair
+    local, remote = socket_pair
     buffers = Array.new(scaled(20, 4)) { IO::Buffer.new(16) }
 
     buffers.each { |buffer| interrupted_read(local, buffer) }
@@ -134,15 +123,12 @@ module CancellationContract
     settle(5)
     assert buffers.all? { |buffer| zeroed?(buffer) }, "an interrupted read wrote into its buffer"
     assert_equal "after all of them", local.read_nonblock(64)
-  ensure
-    local&.close
-    remote&.close
   end
 
   # -- io_wait interrupted ---------------------------------------------------------
 
   def test_io_wait_interrupted_100_times_then_the_io_becomes_ready
-    local, remote = UNIXSocket.pair
+    local, remote = socket_pair
     times = scaled(100, 10)
     interrupted = 0
     parked = false
@@ -180,13 +166,10 @@ module CancellationContract
     assert_equal 0, stale, "a cancelled io_wait resumed the fiber after the event arrived"
     assert waiter.alive?
     assert_equal "ready", local.read_nonblock(64)
-  ensure
-    local&.close
-    remote&.close
   end
 
   def test_io_wait_resumed_without_an_event_returns_false_and_is_not_resumed_again
-    local, remote = UNIXSocket.pair
+    local, remote = socket_pair
     results = []
 
     waiter = start do
@@ -201,9 +184,6 @@ module CancellationContract
     remote.write("x")
     settle(5)
     assert_equal [false], results, "the cancelled wait resumed the fiber later"
-  ensure
-    local&.close
-    remote&.close
   end
 
   # -- io_read resumed by hand ----------------------------------------------------
@@ -214,7 +194,7 @@ module CancellationContract
   # is lost.
   def test_io_read_resumed_without_an_event
     require_selector_method(:io_read)
-    input, output = IO.pipe
+    input, output = pipe
     buffer = IO::Buffer.new(16)
     result = :none
     after = false
@@ -246,9 +226,6 @@ module CancellationContract
       assert_equal 4, result
       assert_equal "data", buffer.get_string(0, 4)
     end
-  ensure
-    input&.close
-    output&.close
   end
 
   # -- many parked fibers ready at once --------------------------------------------
@@ -322,4 +299,4 @@ module CancellationContract
   end
 end
 
-SelectorVariants.define(Object, "Cancellation", CancellationContract)
+SelectorVariants.define("Cancellation", CancellationContract, variants: SelectorVariants::PLAIN)

@@ -1,72 +1,21 @@
 # frozen_string_literal: true
 
 require_relative "../../../test_helper"
-require_relative "../../../support/selector_contract"
+require_relative "../../../support/tracked_selectors"
 require "tempfile"
 require "stringio"
 
 begin
   require "io/event/debug/selector"
 rescue LoadError
-  # Reported as a skip by each test class below.
-end
-
-# The selector contract against IO::Event::Debug::Selector wrapping each
-# selector class, so the wrapper forwards every part of the protocol faithfully.
-module DebugSelectorContract
-  include SelectorContract
-
-  def setup
-    unless defined?(IO::Event::Debug::Selector)
-      skip "IO::Event::Debug::Selector is not defined (lib/io/event/debug/selector.rb missing)"
-    end
-    unless IO::Event::Selector.const_defined?(inner_class_name, false)
-      skip "IO::Event::Selector::#{inner_class_name} is not defined in this process, nothing to wrap"
-    end
-    super
-  end
-
-  def selector_class
-    IO::Event::Debug::Selector
-  end
-
-  def new_selector(loop)
-    inner = IO::Event::Selector.const_get(inner_class_name, false).new(loop)
-    IO::Event::Debug::Selector.new(inner)
-  end
-
-  # Every selector's close is idempotent; the Debug wrapper (as io-event's)
-  # treats a second close as the caller's mistake.
-  def test_close_is_idempotent
-    selector.close
-    assert selector.closed?
-    error = assert_raises(RuntimeError) { selector.close }
-    assert_match(/already closed/, error.message)
-    assert selector.closed?
-  end
-end
-
-%w[URing EPoll Select].each do |name|
-  klass = Class.new(Minitest::Test) do
-    include DebugSelectorContract
-
-    define_method(:inner_class_name) { name }
-  end
-  Object.const_set("Debug#{name}SelectorTest", klass)
+  # The Debug variants of the selector table then skip.
 end
 
 # The checks IO::Event::Debug::Selector makes on top of the contract, and its log.
 class DebugSelectorChecksTest < Minitest::Test
   Selector = IO::Event::Selector
 
-  def teardown
-    @selectors&.each { |selector| selector.close unless selector.closed? }
-  end
-
-  def track(selector)
-    (@selectors ||= []) << selector
-    selector
-  end
+  include TrackedSelectors
 
   def test_debug_log_file_records_calls
     log = Tempfile.new("io-event-debug")

@@ -1,23 +1,7 @@
 # frozen_string_literal: true
 
 require_relative "../../../test_helper"
-require_relative "../../../support/selector_contract"
-
-# The selector contract against the native epoll selector.
-class EPollSelectorTest < Minitest::Test
-  include SelectorContract
-
-  def setup
-    unless defined?(IO::Event::Selector::EPoll)
-      skip "IO::Event::Selector::EPoll is not defined in this process (native extension not built or not loaded)"
-    end
-    super
-  end
-
-  def selector_class
-    IO::Event::Selector::EPoll
-  end
-end
+require_relative "../../../support/contract/helpers"
 
 # How EPoll keeps registrations (DESIGN.md, EPoll): an entry stays in the
 # kernel while its descriptor is waited on, level-triggered, and goes before
@@ -25,21 +9,11 @@ end
 # number closed behind our back while a dup or a forked child keeps the file)
 # wakes the loop at most once before the set is rebuilt without it.
 class EPollRegistrationTest < Minitest::Test
-  include SelectorContract
+  include SelectorContract::Helpers
 
-  def setup
-    unless defined?(IO::Event::Selector::EPoll)
-      skip "IO::Event::Selector::EPoll is not defined in this process (native extension not built or not loaded)"
-    end
-    super
+  def selector_variant
+    SelectorVariants.fetch("EPoll")
   end
-
-  def selector_class
-    IO::Event::Selector::EPoll
-  end
-
-  # Not the contract again: only the tests below.
-  SelectorContract.instance_methods.grep(/\Atest_/).each { |name| undef_method(name) }
 
   # `select(duration)` blocks for its whole duration: no entry reports to
   # nobody. A stale entry may end one select early (then the set is rebuilt).
@@ -133,13 +107,8 @@ class EPollRegistrationTest < Minitest::Test
   def test_two_io_objects_on_one_number_both_wake
     input, output = pipe
     alias_io = IO.for_fd(input.fileno, autoclose: false)
-    log = []
-    waiter(input, IO::READABLE, log).transfer
-    waiter(alias_io, IO::READABLE, log).transfer
-    output.write("x")
-    selector.select(1)
-    selector.select(0) if log.size < 2
-    assert_equal [IO::READABLE, IO::READABLE], log
+    log = wait_together([input, IO::READABLE, :original], [alias_io, IO::READABLE, :alias]) { output.write("x") }
+    assert_equal [[:alias, IO::READABLE], [:original, IO::READABLE]], log
     assert_quiet
   ensure
     alias_io&.close
@@ -149,18 +118,14 @@ class EPollRegistrationTest < Minitest::Test
     input, output = pipe
     copy = input.dup
     @tracked_ios << copy
-    log = []
-    waiter(input, IO::READABLE, log).transfer
-    waiter(copy, IO::READABLE, log).transfer
-    output.write("x")
-    selector.select(1)
-    selector.select(0) if log.size < 2
-    assert_equal [IO::READABLE, IO::READABLE], log
+    log = wait_together([input, IO::READABLE, :original], [copy, IO::READABLE, :copy]) { output.write("x") }
+    assert_equal [[:copy, IO::READABLE], [:original, IO::READABLE]], log
     copy.close
     # The original still waits through its own entry.
+    log = []
     waiter(input, IO::READABLE, log).transfer
     selector.select(1)
-    assert_equal [IO::READABLE] * 3, log
+    assert_equal [IO::READABLE], log
   end
 
   # The fiber closes its IO with IO#close (not io_close) in the slice it was
@@ -250,34 +215,35 @@ class EPollRegistrationTest < Minitest::Test
     assert_equal [IO::READABLE, "a", IO::READABLE, "b", IO::READABLE, "c"], log
   end
 
-  def test_io_read_on_a_blocking_socket_neither_blocks_nor_changes_its_flags
+  # io_read(io, buffer, 2) with `io` in blocking mode: the block sees the
+  # result while the fiber should be parked, then `peer` writes "hi".
+  # Returns the result and the buffer.
+  def blocking_read(io, peer)
     require "io/nonblock"
-    a, b = socket_pair
-    a.nonblock = false
+    io.nonblock = false
     buffer = IO::Buffer.new(4)
     result = nil
-    reader = Fiber.new { result = selector.io_read(Fiber.current, a, buffer, 2) }
-    reader.transfer
-    assert_nil result, "parked, not blocked"
-    refute_predicate a, :nonblock?
-    b.write("hi")
+    Fiber.new { result = selector.io_read(Fiber.current, io, buffer, 2) }.transfer
+    yield result
+    peer.write("hi")
     selector.select(1)
+    [result, buffer]
+  end
+
+  def test_io_read_on_a_blocking_socket_neither_blocks_nor_changes_its_flags
+    a, b = socket_pair
+    result, buffer = blocking_read(a, b) do |parked|
+      assert_nil parked, "parked, not blocked"
+      refute_predicate a, :nonblock?
+    end
     assert_equal 2, result
     assert_equal "hi", buffer.get_string(0, 2)
     refute_predicate a, :nonblock?
   end
 
   def test_io_read_on_a_blocking_pipe_restores_its_flags
-    require "io/nonblock"
     input, output = pipe
-    input.nonblock = false
-    buffer = IO::Buffer.new(4)
-    result = nil
-    reader = Fiber.new { result = selector.io_read(Fiber.current, input, buffer, 2) }
-    reader.transfer
-    assert_nil result
-    output.write("hi")
-    selector.select(1)
+    result, = blocking_read(input, output) { |parked| assert_nil parked }
     assert_equal 2, result
     refute_predicate input, :nonblock?
   end

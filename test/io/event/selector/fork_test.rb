@@ -1,6 +1,7 @@
 # frozen_string_literal: true
 
 require_relative "../../../test_helper"
+require_relative "../../../support/selector_variants"
 
 # Fork semantics (PROTOCOL.md, "close"; STYLE.md 3.5): in a child the parent's
 # selector reports closed? and is never touched; the child can build and use a
@@ -8,87 +9,16 @@ require_relative "../../../test_helper"
 module SelectorForkContract
   FIBERS = 8
 
-  def setup
-    unless IO::Event::Selector.const_defined?(selector_class_name, false)
-      skip "IO::Event::Selector::#{selector_class_name} is not defined in this process"
-    end
-    super
-    @ios = []
-    @selector = new_selector(Fiber.current)
-  end
-
-  def teardown
-    @selector&.close unless @selector&.closed?
-    @ios&.each { |io| io.close unless io.closed? }
-    super
-  end
-
-  # Builds the selector with the variant's environment set around `new`
-  # (IO_EVENT_URING_LEGACY is read by URing.new).
-  def new_selector(loop)
-    saved = selector_env.to_h { |key, _| [key, ENV[key]] }
-    begin
-      selector_env.each { |key, value| ENV[key] = value }
-      IO::Event::Selector.const_get(selector_class_name, false).new(loop)
-    ensure
-      saved.each { |key, value| ENV[key] = value }
-    end
-  end
-
-  def pipe
-    pair = IO.pipe
-    @ios.concat(pair)
-    pair
-  end
-
-  def monotonic
-    Process.clock_gettime(Process::CLOCK_MONOTONIC)
-  end
-
-  # Runs the block in a forked child. The block returns an Integer exit code
-  # (0 for success); an exception is reported on stderr and exits with 99. The
-  # child always leaves with exit!, so no at_exit handler (minitest's) runs there.
-  def in_child(timeout: 10)
-    pid = fork do
-      code =
-        begin
-          yield
-        rescue Exception => error # rubocop:disable Lint/RescueException
-          $stderr.puts("child failed: #{error.class}: #{error.message}\n#{error.backtrace&.first(5)&.join("\n")}")
-          99
-        end
-      $stderr.flush
-      exit!(code.is_a?(Integer) ? code : 98)
-    end
-
-    deadline = monotonic + timeout
-    loop do
-      _, status = Process.waitpid2(pid, Process::WNOHANG)
-      return status if status
-
-      if monotonic > deadline
-        Process.kill(:KILL, pid)
-        Process.waitpid(pid)
-        flunk "forked child did not finish within #{timeout}s"
-      end
-      sleep 0.005
-    end
-  end
-
-  def test_forked_child_sees_closed
-    @selector.select(0)
-    status = in_child { @selector.closed? ? 0 : 1 }
-    assert_equal 0, status.exitstatus, "closed? was not true in the child"
-    refute @selector.closed?
-  end
+  include SelectorDriver
+  include ForkedChild
 
   def test_forked_child_can_close_the_inherited_selector_harmlessly
-    status = in_child do
+    code = in_child do
       @selector.close
       @selector.close
       @selector.closed? ? 0 : 1
     end
-    assert_equal 0, status.exitstatus
+    assert_equal 0, code
     refute @selector.closed?
     assert_kind_of Integer, @selector.select(0)
   end
@@ -106,7 +36,7 @@ module SelectorForkContract
     end
     @selector.select(0)
 
-    status = in_child do
+    code = in_child do
       next 1 unless @selector.closed?
 
       # The child makes half of the parent's descriptors ready. A child that
@@ -128,7 +58,7 @@ module SelectorForkContract
 
       0
     end
-    assert_equal 0, status.exitstatus, "child failed at step #{status.exitstatus}"
+    assert_equal 0, code, "child failed at step #{code}"
 
     refute @selector.closed?
     pairs.each_with_index { |(_, output), index| output.write("p") if index.odd? }
@@ -146,7 +76,7 @@ module SelectorForkContract
     selector = @selector
     Fiber.new { result = selector.io_wait(Fiber.current, input, IO::READABLE) }.transfer
 
-    status = in_child do
+    code = in_child do
       own = new_selector(Fiber.current)
       child_input, child_output = IO.pipe
       values = []
@@ -168,7 +98,7 @@ module SelectorForkContract
       own.close
       values == [IO::READABLE] * 3 ? 0 : 1
     end
-    assert_equal 0, status.exitstatus
+    assert_equal 0, code
 
     output.write("x")
     deadline = monotonic + 5
@@ -177,17 +107,4 @@ module SelectorForkContract
   end
 end
 
-{
-  "URing" => ["URing", {}],
-  "URingLegacy" => ["URing", {"IO_EVENT_URING_LEGACY" => "1"}],
-  "EPoll" => ["EPoll", {}],
-  "Select" => ["Select", {}],
-}.each do |label, (class_name, env)|
-  klass = Class.new(Minitest::Test) do
-    include SelectorForkContract
-
-    define_method(:selector_class_name) { class_name }
-    define_method(:selector_env) { env }
-  end
-  Object.const_set("SelectorFork#{label}Test", klass)
-end
+SelectorVariants.define("SelectorFork", SelectorForkContract, variants: SelectorVariants::PLAIN)

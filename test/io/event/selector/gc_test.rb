@@ -1,6 +1,7 @@
 # frozen_string_literal: true
 
 require_relative "../../../test_helper"
+require_relative "../../../support/selector_variants"
 
 # Fibers, IOs and buffers held by in-flight operations must be reachable from
 # the selector and survive compaction (PROTOCOL.md, "Memory and GC"). These tests
@@ -10,44 +11,15 @@ require_relative "../../../test_helper"
 module SelectorGCContract
   FIBERS = 24
 
-  def setup
-    unless IO::Event::Selector.const_defined?(selector_class_name, false)
-      skip "IO::Event::Selector::#{selector_class_name} is not defined in this process"
-    end
-    super
-    @ios = []
-    @selector = new_selector(Fiber.current)
-  end
+  include SelectorDriver
 
   def teardown
     GC.stress = false
-    @selector&.close unless @selector&.closed?
-    @ios&.each { |io| io.close unless io.closed? }
     super
   end
 
-  # Builds the selector with the variant's environment set around `new`
-  # (IO_EVENT_URING_LEGACY is read by URing.new).
-  def new_selector(loop)
-    saved = selector_env.to_h { |key, _| [key, ENV[key]] }
-    begin
-      selector_env.each { |key, value| ENV[key] = value }
-      IO::Event::Selector.const_get(selector_class_name, false).new(loop)
-    ensure
-      saved.each { |key, value| ENV[key] = value }
-    end
-  end
-
   def pipes(count)
-    Array.new(count) do
-      pair = IO.pipe
-      @ios.concat(pair)
-      pair
-    end
-  end
-
-  def monotonic
-    Process.clock_gettime(Process::CLOCK_MONOTONIC)
+    Array.new(count) { pipe }
   end
 
   # Move as much of the heap as the VM allows.
@@ -61,15 +33,6 @@ module SelectorGCContract
     end
   rescue NotImplementedError
     GC.start
-  end
-
-  # select until the block is true; bounded.
-  def drive(timeout = 10)
-    deadline = monotonic + timeout
-    until yield
-      flunk "condition not reached within #{timeout}s" if monotonic > deadline
-      @selector.select(0.05)
-    end
   end
 
   # Starts one fiber per input, parked in io_wait. Only the selector and the
@@ -104,7 +67,7 @@ module SelectorGCContract
     begin
       GC.stress = true
       pairs.each { |_, output| output.write("x") }
-      drive { counts.all? { |count| count >= 1 } }
+      drive(timeout: 10) { counts.all? { |count| count >= 1 } }
       3.times { @selector.select(0) }
     ensure
       GC.stress = false
@@ -150,7 +113,7 @@ module SelectorGCContract
     begin
       GC.stress = true
       pairs.each { |_, output| output.write("x") }
-      drive { counts.each_with_index.all? { |count, index| index.odd? || count >= 1 } }
+      drive(timeout: 10) { counts.each_with_index.all? { |count, index| index.odd? || count >= 1 } }
       3.times { @selector.select(0) }
     ensure
       GC.stress = false
@@ -164,7 +127,7 @@ module SelectorGCContract
   end
 
   def test_parked_reads_into_buffers_survive_compaction_and_gc_stress
-    skip "#{selector_class_name} has no io_read" unless @selector.respond_to?(:io_read)
+    require_selector_method(:io_read)
     skip "IO::Buffer is not available" unless defined?(IO::Buffer)
 
     pairs = pipes(FIBERS)
@@ -186,7 +149,7 @@ module SelectorGCContract
     begin
       GC.stress = true
       pairs.each_with_index { |(_, output), index| output.write(format("m%04d", index)) }
-      drive { counts.all? { |count| count >= 1 } }
+      drive(timeout: 10) { counts.all? { |count| count >= 1 } }
       3.times { @selector.select(0) }
     ensure
       GC.stress = false
@@ -197,17 +160,4 @@ module SelectorGCContract
   end
 end
 
-{
-  "URing" => ["URing", {}],
-  "URingLegacy" => ["URing", {"IO_EVENT_URING_LEGACY" => "1"}],
-  "EPoll" => ["EPoll", {}],
-  "Select" => ["Select", {}],
-}.each do |label, (class_name, env)|
-  klass = Class.new(Minitest::Test) do
-    include SelectorGCContract
-
-    define_method(:selector_class_name) { class_name }
-    define_method(:selector_env) { env }
-  end
-  Object.const_set("SelectorGC#{label}Test", klass)
-end
+SelectorVariants.define("SelectorGC", SelectorGCContract, variants: SelectorVariants::PLAIN)

@@ -7,7 +7,6 @@
 
 require_relative "../../../test_helper"
 require_relative "../../../support/selector_variants"
-require "tempfile"
 
 module IOContract
   include SelectorVariants
@@ -21,16 +20,6 @@ module IOContract
   def setup
     super
     require_selector_method(:io_read, :io_write)
-  end
-
-  def buffer_with(string)
-    buffer = IO::Buffer.new(string.bytesize)
-    buffer.set_string(string)
-    buffer
-  end
-
-  def zeroed?(buffer)
-    buffer.get_string.each_byte.all?(&:zero?)
   end
 
   # Read `message` through io_read from `input` while another fiber writes it
@@ -56,100 +45,69 @@ module IOContract
   # -- messages --------------------------------------------------------------
 
   def test_read_and_write_a_message_on_a_pipe
-    input, output = IO.pipe
+    input, output = pipe
     assert_message_round_trip(input, output)
-  ensure
-    input&.close
-    output&.close
   end
 
   def test_read_and_write_a_message_on_a_socketpair
-    local, remote = UNIXSocket.pair
+    local, remote = socket_pair
     assert_message_round_trip(local, remote)
     assert_message_round_trip(remote, local, "and back again")
-  ensure
-    local&.close
-    remote&.close
   end
 
-  def test_read_waits_for_data_written_later
-    local, remote = UNIXSocket.pair
+  # io_read of MESSAGE.bytesize bytes from a socket that has been sent only
+  # `first` (maybe nothing) waits; the rest of MESSAGE completes it.
+  def assert_read_waits_for_the_rest(first)
+    local, remote = socket_pair
     buffer = IO::Buffer.new(64)
     result = nil
 
     reader = start { result = selector.io_read(Fiber.current, local, buffer, MESSAGE.bytesize) }
+    remote.write(first) unless first.empty?
     settle
-    assert reader.alive?, "io_read returned before any data was written"
+    assert reader.alive?, "io_read returned after #{first.bytesize} of #{MESSAGE.bytesize} bytes"
     assert_nil result
 
-    remote.write(MESSAGE)
+    remote.write(MESSAGE[first.bytesize..])
     drive_fibers(reader)
 
     assert_equal MESSAGE.bytesize, result
     assert_equal MESSAGE, buffer.get_string(0, result)
-  ensure
-    local&.close
-    remote&.close
+  end
+
+  def test_read_waits_for_data_written_later
+    assert_read_waits_for_the_rest("")
   end
 
   # -- length is the minimum --------------------------------------------------
 
   def test_partial_reads_continue_until_length_is_reached
-    local, remote = UNIXSocket.pair
-    buffer = IO::Buffer.new(64)
-    result = nil
-
-    reader = start { result = selector.io_read(Fiber.current, local, buffer, MESSAGE.bytesize) }
-
-    remote.write(MESSAGE[0, 5])
-    settle
-    assert reader.alive?, "io_read returned after 5 of #{MESSAGE.bytesize} bytes"
-
-    remote.write(MESSAGE[5..])
-    drive_fibers(reader)
-
-    assert_equal MESSAGE.bytesize, result
-    assert_equal MESSAGE, buffer.get_string(0, result)
-  ensure
-    local&.close
-    remote&.close
+    assert_read_waits_for_the_rest(MESSAGE[0, 5])
   end
 
   def test_read_returns_what_one_read_gives_beyond_length
-    input, output = IO.pipe
+    input, output = pipe
     output.write("x" * 40)
     buffer = IO::Buffer.new(64)
-    result = nil
-
-    reader = start { result = selector.io_read(Fiber.current, input, buffer, 1) }
-    drive_fibers(reader)
+    result = run_op { selector.io_read(Fiber.current, input, buffer, 1) }
 
     # length 1 is a minimum: one read takes all 40 bytes that are there.
     assert_equal 40, result
     assert_equal "x" * 40, buffer.get_string(0, 40)
-  ensure
-    input&.close
-    output&.close
   end
 
   def test_read_is_bounded_by_the_buffer
-    input, output = IO.pipe
+    input, output = pipe
     output.write("y" * 128)
     buffer = IO::Buffer.new(64)
-    result = nil
-
-    reader = start { result = selector.io_read(Fiber.current, input, buffer, 1) }
-    drive_fibers(reader)
+    result = run_op { selector.io_read(Fiber.current, input, buffer, 1) }
 
     assert_equal 64, result
     assert_equal "y" * 64, input.read_nonblock(1024), "the rest stays in the pipe"
-  ensure
-    input&.close
-    output&.close
   end
 
   def test_read_and_write_at_a_buffer_offset
-    input, output = IO.pipe
+    input, output = pipe
     write_buffer = IO::Buffer.new(128)
     write_buffer.set_string("a" * 64 + "b" * 64)
     read_buffer = IO::Buffer.new(128)
@@ -163,13 +121,10 @@ module IOContract
     assert_equal 64, read_result, "read from offset 64 to the end"
     assert_equal "b" * 64, read_buffer.get_string(64, 64)
     assert_equal "\0" * 64, read_buffer.get_string(0, 64), "nothing written before the offset"
-  ensure
-    input&.close
-    output&.close
   end
 
   def test_stops_reading_once_enough_is_there
-    local, remote = UNIXSocket.pair
+    local, remote = socket_pair
     buffer = IO::Buffer.new(64)
     result = nil
 
@@ -184,13 +139,10 @@ module IOContract
     quiet = 5.times.any? { selector.select(0).zero? }
     assert quiet, "select kept reporting events after the read completed"
     assert_equal "second", local.read_nonblock(64)
-  ensure
-    local&.close
-    remote&.close
   end
 
   def test_eof_returns_the_total_so_far
-    input, output = IO.pipe
+    input, output = pipe
     buffer = IO::Buffer.new(64)
     result = nil
 
@@ -207,15 +159,12 @@ module IOContract
     again = nil
     drive_fibers(start { again = selector.io_read(Fiber.current, input, buffer, 1) })
     assert_equal 0, again, "a read at EOF returns 0"
-  ensure
-    input&.close
-    output&.close unless output&.closed?
   end
 
   # -- length == 0: one non-blocking attempt ----------------------------------
 
   def test_zero_length_read_with_input_returns_what_is_there
-    input, output = IO.pipe
+    input, output = pipe
     output.write("hello")
     buffer = IO::Buffer.new(64)
     result = nil
@@ -224,13 +173,10 @@ module IOContract
 
     assert_equal 5, result
     assert_equal "hello", buffer.get_string(0, 5)
-  ensure
-    input&.close
-    output&.close
   end
 
   def test_zero_length_read_without_input_returns_eagain
-    input, output = IO.pipe
+    input, output = pipe
     buffer = IO::Buffer.new(64)
     result = nil
 
@@ -243,13 +189,10 @@ module IOContract
     output.write("later")
     settle
     assert_equal "later", input.read_nonblock(64)
-  ensure
-    input&.close
-    output&.close
   end
 
   def test_zero_length_write
-    input, output = IO.pipe
+    input, output = pipe
     buffer = IO::Buffer.new(1).slice(0, 0)
     result = nil
 
@@ -262,34 +205,22 @@ module IOContract
     # phase) when it sweeps a slice whose parent's slot was already reused:
     # free the slice explicitly so the sweep has nothing to do.
     buffer&.free
-    input&.close
-    output&.close
   end
 
   def test_zero_length_write_of_a_full_buffer_writes_once
-    input, output = IO.pipe
+    input, output = pipe
     result = nil
 
     drive_fibers(start { result = selector.io_write(Fiber.current, output, buffer_with("abc"), 0) })
 
     assert_equal 3, result
     assert_equal "abc", input.read_nonblock(64)
-  ensure
-    input&.close
-    output&.close
   end
 
   # -- offsets at and beyond the end of the buffer ----------------------------
 
-  def run_op
-    result = nil
-    fiber = start { result = yield }
-    drive_fibers(fiber, timeout: 2)
-    result
-  end
-
   def test_read_offsets_at_and_past_the_end_of_the_buffer
-    input, output = IO.pipe
+    input, output = pipe
     output.write("data")
     buffer = IO::Buffer.new(8)
 
@@ -298,22 +229,16 @@ module IOContract
     assert_equal 0, run_op { selector.io_read(Fiber.current, input, buffer, 1, 8) }, "no room left: 0 whatever the length"
     assert zeroed?(buffer)
     assert_equal "data", input.read_nonblock(64), "neither call consumed input"
-  ensure
-    input&.close
-    output&.close
   end
 
   def test_write_offsets_at_and_past_the_end_of_the_buffer
-    input, output = IO.pipe
+    input, output = pipe
     buffer = buffer_with("12345678")
 
     assert_equal EINVAL, run_op { selector.io_write(Fiber.current, output, buffer, 1, 9) }
     assert_equal 0, run_op { selector.io_write(Fiber.current, output, buffer, 0, 8) }
     assert_equal 0, run_op { selector.io_write(Fiber.current, output, buffer, 1, 8) }, "nothing left: 0 whatever the length"
     assert_raises(IO::WaitReadable, "nothing was written") { input.read_nonblock(1) }
-  ensure
-    input&.close
-    output&.close
   end
 
   def test_pread_offsets_at_and_past_the_end_of_the_buffer
@@ -324,8 +249,6 @@ module IOContract
     assert_equal EINVAL, run_op { selector.io_pread(Fiber.current, file, buffer, 0, 1, 9) }
     assert_equal 0, run_op { selector.io_pread(Fiber.current, file, buffer, 0, 0, 8) }
     assert zeroed?(buffer)
-  ensure
-    file&.close!
   end
 
   def test_pwrite_offsets_at_and_past_the_end_of_the_buffer
@@ -336,20 +259,9 @@ module IOContract
     assert_equal EINVAL, run_op { selector.io_pwrite(Fiber.current, file, buffer, 0, 1, 9) }
     assert_equal 0, run_op { selector.io_pwrite(Fiber.current, file, buffer, 0, 0, 8) }
     assert_equal "0123456789abcdef", File.binread(file.path)
-  ensure
-    file&.close!
   end
 
   # -- files -------------------------------------------------------------------
-
-  def tempfile_with(content)
-    file = Tempfile.new("io-event-test")
-    file.binmode
-    file.write(content)
-    file.flush
-    file.rewind
-    file
-  end
 
   def test_read_a_file_from_its_current_position
     file = tempfile_with("0123456789abcdef")
@@ -361,8 +273,6 @@ module IOContract
     assert_equal "456789abcdef", buffer.get_string(0, 12)
 
     assert_equal 0, run_op { selector.io_read(Fiber.current, file, buffer, 0) }, "the read advanced the position to EOF"
-  ensure
-    file&.close!
   end
 
   def test_write_a_file_at_its_current_position
@@ -371,8 +281,6 @@ module IOContract
 
     assert_equal 3, run_op { selector.io_write(Fiber.current, file, buffer_with("XYZ"), 3) }
     assert_equal "0123456789XYZdef", File.binread(file.path)
-  ensure
-    file&.close!
   end
 
   def test_pread_at_given_file_offsets
@@ -392,8 +300,6 @@ module IOContract
     assert_equal "def", buffer.get_string(0, 3)
 
     assert_equal 0, file.sysseek(0, IO::SEEK_CUR), "pread does not move the file position"
-  ensure
-    file&.close!
   end
 
   def test_pwrite_at_a_file_offset
@@ -408,32 +314,24 @@ module IOContract
     assert_equal "01234XYZ89abcdef!?", File.binread(file.path)
 
     assert_equal 0, file.sysseek(0, IO::SEEK_CUR), "pwrite does not move the file position"
-  ensure
-    file&.close!
   end
 
   # -- errors are results, not exceptions ---------------------------------------
 
   def test_writing_to_the_read_end_of_a_pipe_returns_ebadf
-    input, output = IO.pipe
+    input, output = pipe
     assert_equal EBADF, run_op { selector.io_write(Fiber.current, input, buffer_with("x" * 64), 64) }
-  ensure
-    input&.close
-    output&.close
   end
 
   def test_reading_from_the_write_end_of_a_pipe_returns_ebadf
-    input, output = IO.pipe
+    input, output = pipe
     assert_equal EBADF, run_op { selector.io_read(Fiber.current, output, IO::Buffer.new(64), 1) }
-  ensure
-    input&.close
-    output&.close
   end
 
   # -- flow control -------------------------------------------------------------
 
   def test_a_full_pipe_does_not_deadlock_the_writer
-    input, output = IO.pipe
+    input, output = pipe
     size = 1024 * 1024
     pattern = (0...256).map(&:chr).join.b
     data = pattern * (size / pattern.bytesize)
@@ -458,13 +356,10 @@ module IOContract
     assert_equal size, write_result
     assert_equal size, received.bytesize
     assert received == data, "the bytes arrived in order and intact"
-  ensure
-    input&.close
-    output&.close
   end
 
   def test_writes_to_a_socket_resume_when_the_peer_reads
-    local, remote = UNIXSocket.pair
+    local, remote = socket_pair
     size = 4 * 1024 * 1024
     data = "z" * size
     write_result = nil
@@ -484,9 +379,6 @@ module IOContract
     end
     assert_equal size, write_result
     assert_equal size, received
-  ensure
-    local&.close
-    remote&.close
   end
 
   # -- io_close -------------------------------------------------------------
@@ -510,4 +402,4 @@ module IOContract
   end
 end
 
-SelectorVariants.define(Object, "IOContract", IOContract)
+SelectorVariants.define("IOContract", IOContract, variants: SelectorVariants::PLAIN)

@@ -2,7 +2,7 @@
 
 require_relative "../../../test_helper"
 require_relative "../../../support/scheduler"
-require_relative "all_selectors"
+require_relative "../../../support/selector_variants"
 
 # An interrupt pending for the thread, even one deferred by
 # Thread.handle_interrupt, must not leave select blocked: select(nil) returns 0
@@ -13,6 +13,9 @@ require_relative "all_selectors"
 # Each scenario runs in a forked child: on a selector without this behaviour
 # the blocked thread could not even be killed (the mask defers Thread#kill too).
 module PendingInterruptContract
+  include SelectorDriver
+  include ForkedChild
+
   # "At once", generously: far below the seconds a blocked select would take.
   PROMPT = 0.5
 
@@ -248,4 +251,4 @@ module PendingInterruptContract
   end
 end
 
-AllSelectors.define("PendingInterrupt", PendingInterruptContract)
+SelectorVariants.define("PendingInterrupt", PendingInterruptContract)

@@ -1,63 +1,20 @@
 # frozen_string_literal: true
 
 require_relative "../../../test_helper"
-require_relative "../../../support/selector_contract"
+require_relative "../../../support/selector_variants"
 
-module URingAvailability
-  def setup
-    unless defined?(IO::Event::Selector::URing)
-      reason =
-        if ENV["IO_EVENT_URING_DISABLE"] == "1"
-          "IO_EVENT_URING_DISABLE=1 is set"
-        else
-          "io_uring unavailable here, or the native extension is not built"
-        end
-      skip "IO::Event::Selector::URing is not defined in this process (#{reason})"
-    end
-    super
-  end
-
-  def selector_class
-    IO::Event::Selector::URing
-  end
-end
-
-# The selector contract against the io_uring selector, with the ring set up as
-# on a current kernel (SINGLE_ISSUER, DEFER_TASKRUN, EXT_ARG waits).
-class URingSelectorTest < Minitest::Test
-  include SelectorContract
-  include URingAvailability
-end
-
-# The same contract with IO_EVENT_URING_LEGACY=1 around URing.new: the ring is
-# set up as on an old kernel (no SINGLE_ISSUER/DEFER_TASKRUN/TASKRUN_FLAG/
-# SUBMIT_ALL, a timeout SQE instead of EXT_ARG).
-class URingLegacySelectorTest < Minitest::Test
-  include SelectorContract
-  include URingAvailability
-
-  def new_selector(loop)
-    saved = ENV["IO_EVENT_URING_LEGACY"]
-    ENV["IO_EVENT_URING_LEGACY"] = "1"
-    begin
-      selector_class.new(loop)
-    ensure
-      if saved.nil?
-        ENV.delete("IO_EVENT_URING_LEGACY")
-      else
-        ENV["IO_EVENT_URING_LEGACY"] = saved
-      end
-    end
-  end
-end
-
-# The two ring set-ups really differ: otherwise the legacy suite above would
-# silently test the modern path twice.
+# The URing selector's two ring set-ups really differ: otherwise the legacy
+# variant of every table-driven test would silently test the modern path
+# twice. (The contract itself runs in contract_test.rb, against every variant.)
 class URingSetupTest < Minitest::Test
-  include URingAvailability
+  include SelectorVariants
+
+  def selector_variant
+    SelectorVariants.fetch("URing")
+  end
 
   def test_modern_setup_uses_the_newest_flags_this_kernel_takes
-    selector = selector_class.new(Fiber.current)
+    selector = new_selector
     features = selector.features
     assert_includes %w[Deferred Cooperative SubmitAll Plain], features[:setup]
     # This project's CI kernels are 6.1 or later.
@@ -68,16 +25,15 @@ class URingSetupTest < Minitest::Test
   end
 
   def test_legacy_setup_uses_no_flags_no_ext_arg_and_no_waitid
-    ENV["IO_EVENT_URING_LEGACY"] = "1"
-    selector = selector_class.new(Fiber.current)
+    selector_class
+    selector = SelectorVariants.build(SelectorVariants.fetch("URingLegacy"), Fiber.current)
     assert_equal({setup: "Plain", ext_arg: false, waitid: false}, selector.features)
   ensure
-    ENV.delete("IO_EVENT_URING_LEGACY")
     selector&.close
   end
 
   def test_another_thread_cannot_close_the_ring_under_a_blocked_select
-    selector = selector_class.new(Fiber.current)
+    selector = new_selector
     outcome = Queue.new
     other = Thread.new do
       sleep 0.1 # let the main thread block in select(nil)
@@ -105,12 +61,13 @@ class URingSetupTest < Minitest::Test
   end
 
   def test_features_of_a_closed_selector_raise_io_error
-    selector = selector_class.new(Fiber.current)
+    selector = new_selector
     selector.close
     assert_raises(IOError) { selector.features }
   end
 
   def test_select_zero_with_nothing_pending_enters_no_system_call
+    selector_class
     skip "strace is not installed" unless system("which strace > /dev/null 2>&1")
     script = <<~RUBY
       require "io/event"
