@@ -2,6 +2,7 @@
 
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use super::registry::Op;
@@ -44,6 +45,35 @@ pub fn wait(epoll: RawFd, events: &mut [libc::epoll_event], timeout_ms: i32) -> 
         return Err(io::Error::last_os_error());
     }
     Ok(count as usize)
+}
+
+/// Whether `epoll_pwait2` (Linux 5.11+) is there; cleared at its first ENOSYS.
+static HAS_PWAIT2: AtomicBool = AtomicBool::new(true);
+
+/// `epoll_wait` for `timeout` (`None`: until woken) at nanosecond precision
+/// where the kernel has `epoll_pwait2`, else rounded up to milliseconds
+/// (`timeout_ms`), so that `select(0.0005)` waits half a millisecond, not one.
+pub fn wait_for(epoll: RawFd, events: &mut [libc::epoll_event], timeout: Option<Duration>) -> io::Result<usize> {
+    if HAS_PWAIT2.load(Ordering::Relaxed) {
+        let capacity = i32::try_from(events.len()).unwrap_or(i32::MAX);
+        let spec = timeout.map(|timeout| libc::timespec {
+            tv_sec: libc::time_t::try_from(timeout.as_secs()).unwrap_or(libc::time_t::MAX),
+            tv_nsec: libc::c_long::from(timeout.subsec_nanos() as i32),
+        });
+        let spec_ptr = spec.as_ref().map_or(std::ptr::null(), |spec| spec as *const libc::timespec);
+        // SAFETY: the kernel writes at most `capacity` entries into `events`;
+        // `spec` (or null: no timeout) outlives the call; no signal mask.
+        let count = unsafe { libc::epoll_pwait2(epoll, events.as_mut_ptr(), capacity, spec_ptr, std::ptr::null()) };
+        if count >= 0 {
+            return Ok(count as usize);
+        }
+        let error = io::Error::last_os_error();
+        if error.raw_os_error() != Some(libc::ENOSYS) {
+            return Err(error);
+        }
+        HAS_PWAIT2.store(false, Ordering::Relaxed);
+    }
+    wait(epoll, events, timeout_ms(timeout))
 }
 
 /// `select`'s timeout in whole milliseconds for `epoll_wait`: `None` is

@@ -48,9 +48,7 @@ impl EPoll {
             // name another file by now).
             self.core
                 .blocking(ruby, timeout_ms, |remaining| match epoll_fd() {
-                    Some(epoll) => {
-                        self.core.without_gvl(|| poller::wait(epoll, &mut *events, poller::timeout_ms(remaining)))
-                    }
+                    Some(epoll) => self.core.without_gvl(|| poller::wait_for(epoll, &mut *events, remaining)),
                     None => Some(Ok(0)),
                 })?
                 .map(|count| count.unwrap_or(0))
