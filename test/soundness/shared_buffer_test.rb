@@ -172,6 +172,35 @@ module SoundnessSharedBuffer
     end
   end
 
+  # A slice's memory is its parent's: the parent must stay unfreeable and
+  # unresizable while a read into the slice is in flight. (The child exits
+  # with exit!, so Ruby 3.1's GC never frees the slice: that alone can crash
+  # 3.1, whatever a selector does.)
+  def test_the_buffer_a_slice_was_cut_from_stays_lent_with_it
+    isolated(label: "io_read into a slice") do
+      selector = new_selector(Fiber.current)
+      input, output = IO.pipe
+      parent = IO::Buffer.new(SIZE)
+      slice = parent.slice(0, SIZE)
+      results = {}
+      reader = park_read(selector, input, slice, 0, results, :slice)
+      selector.select(0)
+      problems = []
+      if native?
+        problems << "the parent was not locked while a read into its slice was in flight" unless parent.locked?
+        problems << try_to(:resize, parent)
+        problems << try_to(:free, parent)
+      end
+      output.write("SLICED!!")
+      assert drive_until(selector) { !reader.alive? }, "the read into the slice never completed"
+      assert_empty problems.compact, "the slice's parent could be freed or resized under the kernel"
+      assert_equal [8, "SLICED!!"], [results[:slice], parent.get_string(0, 8)]
+      refute parent.locked?, "the parent is still locked after the read"
+      selector.close
+      true
+    end
+  end
+
   def test_buffer_is_unlocked_after_an_interrupted_read
     isolated(label: "interrupted read") do
       selector = new_selector(Fiber.current)
