@@ -18,5 +18,8 @@ fn init(ruby: &Ruby) -> Result<(), Error> {
     ruby::fiber::init(ruby);
     uring::init(ruby, selector)?;
     epoll::init(ruby, selector)?;
+    selector::process_wait::init(ruby);
+    ruby::thread::init();
+    ruby::buffer::init();
     Ok(())
 }

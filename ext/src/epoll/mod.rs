@@ -211,6 +211,8 @@ pub fn init(ruby: &Ruby, selector_module: RModule) -> Result<(), Error> {
     let class = selector_module.define_class("EPoll", ruby.class_object())?;
     class.undef_default_alloc_func();
     class.define_singleton_method("new", function!(EPoll::new, 1))?;
+    // Resolved now, at load, for the reason given in `uring::init`.
+    let _ = <EPoll as TypedData>::class(ruby);
     crate::define_core_methods!(class, EPoll);
     class.define_method("select", method!(select::select, 1))?;
     class.define_method("close", method!(EPoll::close, 0))?;

@@ -47,28 +47,50 @@ pub fn wait(epoll: RawFd, events: &mut [libc::epoll_event], timeout_ms: i32) -> 
     Ok(count as usize)
 }
 
-/// Whether `epoll_pwait2` (Linux 5.11+) is there; cleared at its first ENOSYS.
+/// Whether `epoll_pwait2` (Linux 5.11+) may be used; cleared when the kernel
+/// lacks it (ENOSYS) or a sandbox denies it (EPERM, which it never answers
+/// otherwise).
 static HAS_PWAIT2: AtomicBool = AtomicBool::new(true);
+
+/// The kernel's `struct __kernel_timespec` (64-bit fields on every target).
+#[repr(C)]
+struct KernelTimespec {
+    tv_sec: i64,
+    tv_nsec: i64,
+}
 
 /// `epoll_wait` for `timeout` (`None`: until woken) at nanosecond precision
 /// where the kernel has `epoll_pwait2`, else rounded up to milliseconds
 /// (`timeout_ms`), so that `select(0.0005)` waits half a millisecond, not one.
+/// Called as a raw system call: glibc has a wrapper only from 2.35 (and musl
+/// none), and linking to it would keep the library from loading on older
+/// systems at all.
 pub fn wait_for(epoll: RawFd, events: &mut [libc::epoll_event], timeout: Option<Duration>) -> io::Result<usize> {
     if HAS_PWAIT2.load(Ordering::Relaxed) {
         let capacity = i32::try_from(events.len()).unwrap_or(i32::MAX);
-        let spec = timeout.map(|timeout| libc::timespec {
-            tv_sec: libc::time_t::try_from(timeout.as_secs()).unwrap_or(libc::time_t::MAX),
-            tv_nsec: libc::c_long::from(timeout.subsec_nanos() as i32),
+        let spec = timeout.map(|timeout| KernelTimespec {
+            tv_sec: i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX),
+            tv_nsec: i64::from(timeout.subsec_nanos()),
         });
-        let spec_ptr = spec.as_ref().map_or(std::ptr::null(), |spec| spec as *const libc::timespec);
+        let spec_ptr = spec.as_ref().map_or(std::ptr::null(), |spec| spec as *const KernelTimespec);
         // SAFETY: the kernel writes at most `capacity` entries into `events`;
         // `spec` (or null: no timeout) outlives the call; no signal mask.
-        let count = unsafe { libc::epoll_pwait2(epoll, events.as_mut_ptr(), capacity, spec_ptr, std::ptr::null()) };
+        let count = unsafe {
+            libc::syscall(
+                libc::SYS_epoll_pwait2,
+                epoll,
+                events.as_mut_ptr(),
+                capacity,
+                spec_ptr,
+                std::ptr::null::<u8>(),
+                0usize,
+            )
+        };
         if count >= 0 {
             return Ok(count as usize);
         }
         let error = io::Error::last_os_error();
-        if error.raw_os_error() != Some(libc::ENOSYS) {
+        if !matches!(error.raw_os_error(), Some(libc::ENOSYS | libc::EPERM)) {
             return Err(error);
         }
         HAS_PWAIT2.store(false, Ordering::Relaxed);

@@ -71,6 +71,11 @@ type LentMap = HashMap<rb_sys::VALUE, Lent, BuildHasherDefault<AddressHash>>;
 static LENT: Mutex<Option<LentMap>> = Mutex::new(None);
 static LOCKED_P: LazyId = LazyId::new("locked?");
 
+/// Intern the method names now, at load (see `uring::init`).
+pub fn init() {
+    let _ = *LOCKED_P;
+}
+
 fn lent() -> MutexGuard<'static, Option<LentMap>> {
     // Updates are single map operations: a poisoned lock is still consistent.
     LENT.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -387,8 +392,11 @@ fn is_buffer(value: Value) -> bool {
 /// gave up on the op (the selector was torn down with it in flight), so it
 /// must stay locked (and marked) rather than be freed or resized.
 pub fn keep_lent_forever(buffer: Value) {
-    if let Some(lent) = lent().get_or_insert_with(LentMap::default).get_mut(&buffer.as_raw()) {
-        lent.holders += 1;
+    // A slice's memory is its root's: that stays lent too.
+    for lent_buffer in std::iter::once(buffer).chain(slice_root(buffer)) {
+        if let Some(lent) = lent().get_or_insert_with(LentMap::default).get_mut(&lent_buffer.as_raw()) {
+            lent.holders += 1;
+        }
     }
 }
 

@@ -4,6 +4,11 @@ use magnus::{prelude::*, rb_sys::AsRawValue, value::LazyId, Error, Ruby};
 
 static PENDING_INTERRUPT_P: LazyId = LazyId::new("pending_interrupt?");
 
+/// Intern the method names now, at load (see `uring::init`).
+pub fn init() {
+    let _ = *PENDING_INTERRUPT_P;
+}
+
 /// Whether an interrupt (`Thread#raise`, `Thread#kill`, a signal's
 /// exception) is queued for the current thread, including one that
 /// `Thread.handle_interrupt` masks: then the wait must not start, since

@@ -25,6 +25,23 @@ fn current_tid() -> libc::pid_t {
     unsafe { libc::gettid() }
 }
 
+/// Sets a flag for as long as it lives, and clears it when dropped, on every
+/// route out (a panic re-raised from the GVL-free wait included).
+struct Raised<'a>(&'a AtomicBool);
+
+impl<'a> Raised<'a> {
+    fn new(flag: &'a AtomicBool) -> Raised<'a> {
+        flag.store(true, Ordering::SeqCst);
+        Raised(flag)
+    }
+}
+
+impl Drop for Raised<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
+}
+
 /// Count forks so that "am I in a forked child?" is an atomic load, not a getpid(2).
 pub fn track_forks() {
     static ONCE: Once = Once::new();
@@ -120,10 +137,8 @@ impl Core {
         if wake_fd < 0 {
             return None;
         }
-        self.in_wait.store(true, Ordering::SeqCst);
-        let result = crate::ruby::nogvl::without_gvl(wake_fd, func);
-        self.in_wait.store(false, Ordering::SeqCst);
-        result
+        let _waiting = Raised::new(&self.in_wait);
+        crate::ruby::nogvl::without_gvl(wake_fd, func)
     }
 
     /// Ring and epoll operations belong to the thread that made the selector.
@@ -248,16 +263,16 @@ impl Core {
             return Ok(Ok(None));
         }
         let outcome = loop {
-            self.blocked.store(true, Ordering::SeqCst);
+            let blocked = Raised::new(&self.blocked);
             let pending = thread::has_pending_interrupt(ruby);
             if !matches!(pending, Ok(false)) || self.is_ready() {
-                self.blocked.store(false, Ordering::SeqCst);
+                drop(blocked);
                 pending?;
                 break Ok(None);
             }
             let remaining = timeout.map(|timeout| timeout.saturating_sub(start.elapsed()));
             let result = wait(remaining);
-            self.blocked.store(false, Ordering::SeqCst);
+            drop(blocked);
             let served = match result {
                 Some(Err(error)) if error.kind() == io::ErrorKind::Interrupted => {
                     if !thread::is_interrupted(ruby) && remaining != Some(Duration::ZERO) {

@@ -35,6 +35,12 @@ static SELECTOR_MODULE: Lazy<RModule> = Lazy::new(|ruby| {
     event.const_get("Selector").expect("IO::Event::Selector is defined")
 });
 
+/// Resolve the lazily looked-up constants at load (see `uring::init`).
+pub fn init(ruby: &Ruby) {
+    let _ = ruby.get_inner(&PROCESS_STATUS);
+    let _ = ruby.get_inner(&SELECTOR_MODULE);
+}
+
 pub fn process_wait(ruby: &Ruby, backend: &impl ChildWait, fiber: Value, pid: i32, flags: i32) -> Result<Value, Error> {
     if pid <= 0 {
         return delegate(ruby, pid, flags);

@@ -189,6 +189,11 @@ pub fn init(ruby: &Ruby, selector_module: RModule) -> Result<(), Error> {
     let class = selector_module.define_class("URing", ruby.class_object())?;
     class.undef_default_alloc_func();
     class.define_singleton_method("new", function!(URing::new, 1))?;
+    // Resolve the class magnus looks up lazily now, at load, with one thread
+    // and the require lock held: resolving it later calls `const_get`, which
+    // can switch threads inside a `Once` another thread may then wait on
+    // while holding the GVL (a deadlock).
+    let _ = <URing as TypedData>::class(ruby);
     crate::define_core_methods!(class, URing);
     class.define_method("select", select::select_method as unsafe extern "C" fn(Value, Value) -> Value)?;
     class.define_method("close", method!(URing::close, 0))?;
