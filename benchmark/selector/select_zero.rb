@@ -12,6 +12,7 @@
 #   ruby benchmark/selector/select_zero.rb
 
 require_relative "support"
+require_relative "../counts/tools"
 require "rbconfig"
 require "tmpdir"
 
@@ -106,21 +107,8 @@ module SelectorBench
         ok = system(*command, out: File::NULL, err: File::NULL)
         return nil unless ok && File.exist?(output)
 
-        parse_strace(File.read(output))
+        BenchTools.parse_strace(File.read(output))
       end
-    end
-
-    # strace -c lines: "% time  seconds  usecs/call  calls  [errors]  syscall".
-    def parse_strace(text)
-      counts = {}
-      text.each_line do |line|
-        fields = line.split
-        next unless fields.size >= 5 && fields[0].match?(/\A[\d.]+\z/) && fields[3].match?(/\A\d+\z/)
-        next if fields.last == "total"
-
-        counts[fields.last] = fields[3].to_i
-      end
-      counts
     end
 
     # {per_call: Float, detail: "io_uring_enter 1.00"} or nil when strace cannot run.
