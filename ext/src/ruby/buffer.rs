@@ -13,6 +13,7 @@
 //! that buffer then stays locked, which is a leak, never a use after free.
 
 use rb_sys::stable_api::StableApiDefinition;
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::ffi::c_void;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -101,6 +102,13 @@ pub fn with_lent<R>(
     access: BufferAccess,
     f: impl FnOnce(Bytes) -> Result<R, Error>,
 ) -> Result<R, Error> {
+    if let Some(bytes) = take_plain(buffer, access) {
+        let result = f(bytes);
+        let given_back = give_back(buffer);
+        let result = result?;
+        given_back?;
+        return Ok(result);
+    }
     // Lock before taking the address: `take` may run Ruby code (a trap
     // handler, another thread) that frees or resizes an unlocked buffer.
     take(buffer)?;
@@ -127,6 +135,48 @@ pub fn with_lent<R>(
     let result = result?;
     given_back?;
     Ok(result)
+}
+
+/// The common case, lent without running any Ruby code: a buffer whose
+/// flags can be read directly, with memory of its own (no source object,
+/// so no slice root), usable for `access`. Counts a holder, locks the buffer
+/// if nobody had, and returns its bytes; `None` (nothing done) sends the
+/// caller to the general path.
+fn take_plain(buffer: Value, access: BufferAccess) -> Option<Bytes> {
+    if !Checks::passed() {
+        return None;
+    }
+    // SAFETY: `head` returns a pointer only into a live IO::Buffer's data;
+    // nothing below runs Ruby code, so the buffer cannot change meanwhile.
+    let head = unsafe { &*head(buffer)? };
+    let plain = !head.base.is_null()
+        && head.source == rb_sys::Qnil as rb_sys::VALUE
+        && (access == BufferAccess::Drain || head.flags & READONLY_FLAG == 0);
+    if !plain {
+        return None;
+    }
+    let key = buffer.as_raw();
+    let locked = head.flags & LOCKED_FLAG != 0;
+    let lock = {
+        let mut map = lent();
+        match map.get_or_insert_with(LentMap::default).entry(key) {
+            // Lent by another call of ours: locked already.
+            Entry::Occupied(mut lent) => {
+                lent.get_mut().holders += 1;
+                false
+            }
+            Entry::Vacant(slot) => {
+                slot.insert(Lent { buffer: buffer.into(), holders: 1, locked_by_us: !locked });
+                !locked
+            }
+        }
+    };
+    if lock {
+        // SAFETY: an unlocked IO::Buffer (its flags just read): locking it
+        // cannot raise, and runs no Ruby code.
+        unsafe { rb_sys::rb_io_buffer_lock(key) };
+    }
+    Some(Bytes { base: head.base.cast(), size: head.size })
 }
 
 fn take(buffer: Value) -> Result<(), Error> {
