@@ -1,6 +1,7 @@
 //! The epoll system calls, and nothing else: create, control, wait.
 
 use std::io;
+use std::mem::MaybeUninit;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -35,16 +36,46 @@ pub fn ctl(epoll: RawFd, op: Op, fd: RawFd, mask: u32, data: u64) -> io::Result<
     Ok(())
 }
 
+/// Room for the events of one wait, left uninitialised (zeroing it would cost
+/// more than a non-blocking wait that finds nothing).
+pub struct Events<const N: usize> {
+    slots: [MaybeUninit<libc::epoll_event>; N],
+    filled: usize,
+}
+
+impl<const N: usize> Events<N> {
+    pub fn new() -> Events<N> {
+        Events { slots: [MaybeUninit::uninit(); N], filled: 0 }
+    }
+
+    /// The events the last wait filled in.
+    pub fn filled(&self) -> &[libc::epoll_event] {
+        // SAFETY: the kernel initialised the first `filled` slots (`set_filled`
+        // is given only what a wait returned, at most N).
+        unsafe { std::slice::from_raw_parts(self.slots.as_ptr().cast::<libc::epoll_event>(), self.filled) }
+    }
+
+    fn room(&mut self) -> (*mut libc::epoll_event, i32) {
+        self.filled = 0;
+        (self.slots.as_mut_ptr().cast(), i32::try_from(N).unwrap_or(i32::MAX))
+    }
+
+    fn set_filled(&mut self, count: libc::c_long) -> io::Result<usize> {
+        if count < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        self.filled = (count as usize).min(N);
+        Ok(self.filled)
+    }
+}
+
 /// `epoll_wait` into `events`; returns how many were filled. `timeout_ms`
 /// -1 waits forever, 0 never blocks. EINTR is an `Interrupted` error.
-pub fn wait(epoll: RawFd, events: &mut [libc::epoll_event], timeout_ms: i32) -> io::Result<usize> {
-    let capacity = i32::try_from(events.len()).unwrap_or(i32::MAX);
-    // SAFETY: the kernel writes at most `capacity` entries into `events`.
-    let count = unsafe { libc::epoll_wait(epoll, events.as_mut_ptr(), capacity, timeout_ms) };
-    if count < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(count as usize)
+pub fn wait<const N: usize>(epoll: RawFd, events: &mut Events<N>, timeout_ms: i32) -> io::Result<usize> {
+    let (room, capacity) = events.room();
+    // SAFETY: the kernel writes at most `capacity` entries at `room`.
+    let count = unsafe { libc::epoll_wait(epoll, room, capacity, timeout_ms) };
+    events.set_filled(libc::c_long::from(count))
 }
 
 /// Whether `epoll_pwait2` (Linux 5.11+) may be used; cleared when the kernel
@@ -65,35 +96,25 @@ struct KernelTimespec {
 /// Called as a raw system call: glibc has a wrapper only from 2.35 (and musl
 /// none), and linking to it would keep the library from loading on older
 /// systems at all.
-pub fn wait_for(epoll: RawFd, events: &mut [libc::epoll_event], timeout: Option<Duration>) -> io::Result<usize> {
+pub fn wait_for<const N: usize>(epoll: RawFd, events: &mut Events<N>, timeout: Option<Duration>) -> io::Result<usize> {
     if HAS_PWAIT2.load(Ordering::Relaxed) {
-        let capacity = i32::try_from(events.len()).unwrap_or(i32::MAX);
         let spec = timeout.map(|timeout| KernelTimespec {
             tv_sec: i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX),
             tv_nsec: i64::from(timeout.subsec_nanos()),
         });
         let spec_ptr = spec.as_ref().map_or(std::ptr::null(), |spec| spec as *const KernelTimespec);
-        // SAFETY: the kernel writes at most `capacity` entries into `events`;
+        let (room, capacity) = events.room();
+        // SAFETY: the kernel writes at most `capacity` entries at `room`;
         // `spec` (or null: no timeout) outlives the call; no signal mask.
         let count = unsafe {
-            libc::syscall(
-                libc::SYS_epoll_pwait2,
-                epoll,
-                events.as_mut_ptr(),
-                capacity,
-                spec_ptr,
-                std::ptr::null::<u8>(),
-                0usize,
-            )
+            libc::syscall(libc::SYS_epoll_pwait2, epoll, room, capacity, spec_ptr, std::ptr::null::<u8>(), 0usize)
         };
-        if count >= 0 {
-            return Ok(count as usize);
+        match events.set_filled(count) {
+            Err(error) if matches!(error.raw_os_error(), Some(libc::ENOSYS | libc::EPERM)) => {
+                HAS_PWAIT2.store(false, Ordering::Relaxed);
+            }
+            other => return other,
         }
-        let error = io::Error::last_os_error();
-        if !matches!(error.raw_os_error(), Some(libc::ENOSYS | libc::EPERM)) {
-            return Err(error);
-        }
-        HAS_PWAIT2.store(false, Ordering::Relaxed);
     }
     wait(epoll, events, timeout_ms(timeout))
 }

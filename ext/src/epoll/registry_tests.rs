@@ -371,9 +371,9 @@ impl Epoll {
     /// Collect events without blocking, as `select` does: reconcile first.
     fn wait(&self, registry: &mut Reg<i32>) -> usize {
         registry.reconcile(self);
-        let mut events = [libc::epoll_event { events: 0, u64: 0 }; 8];
-        let count = poller::wait(self.0.as_raw_fd(), &mut events, 0).unwrap();
-        events[..count].iter().map(|event| registry.dispatch(event.u64, event.events)).sum()
+        let mut events = poller::Events::<8>::new();
+        poller::wait(self.0.as_raw_fd(), &mut events, 0).unwrap();
+        events.filled().iter().map(|event| registry.dispatch(event.u64, event.events)).sum()
     }
 }
 

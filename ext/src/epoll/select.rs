@@ -17,8 +17,6 @@ use crate::ruby::{error, fiber};
 /// Events taken per `epoll_wait`; more stay in the kernel for the next call.
 const MAX_EVENTS: usize = 64;
 
-const NO_EVENT: libc::epoll_event = libc::epoll_event { events: 0, u64: 0 };
-
 impl EPoll {
     /// One `epoll_wait`: without blocking when `timeout_ms` is zero, otherwise
     /// without the GVL and with `blocked` set, so that `wakeup`, signals,
@@ -26,7 +24,7 @@ impl EPoll {
     fn poll(
         &self,
         ruby: &Ruby,
-        events: &mut [libc::epoll_event],
+        events: &mut poller::Events<MAX_EVENTS>,
         timeout_ms: Option<Duration>,
     ) -> Result<usize, Error> {
         if self.core.is_forked() {
@@ -95,9 +93,9 @@ impl EPoll {
 
     /// Collect with `timeout_ms`, then resume.
     fn step(&self, ruby: &Ruby, timeout_ms: Option<Duration>) -> Result<usize, Error> {
-        let mut events = [NO_EVENT; MAX_EVENTS];
-        let count = self.poll(ruby, &mut events, timeout_ms)?;
-        self.dispatch(&events[..count]);
+        let mut events = poller::Events::new();
+        self.poll(ruby, &mut events, timeout_ms)?;
+        self.dispatch(events.filled());
         self.resume_ready(ruby)
     }
 }

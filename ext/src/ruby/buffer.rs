@@ -4,13 +4,16 @@
 //! same buffer (two fibers reading into it, or two selectors on two threads)
 //! must not each lock and unlock it: the first to finish would unlock it
 //! while the kernel still uses it for the other, and `free`/`resize` would
-//! then succeed. A process-wide table counts the calls that hold each
-//! buffer: the first locks it (unless its owner already had: Ruby locks the
-//! buffers it lends to scheduler hooks, and unlocks them itself), the last
-//! unlocks what the first locked. An entry also keeps its buffer alive (it is
-//! marked through `pins::Root`), so the table never names a freed object,
-//! even when a call's frame is never unwound (its fiber is never resumed):
-//! that buffer then stays locked, which is a leak, never a use after free.
+//! then succeed. A call that finds the buffer unlocked locks it and holds it
+//! alone, with no bookkeeping (the usual case). A call that finds it locked
+//! joins a process-wide table that counts such holders; the call that
+//! locked it, leaving while others hold it, hands them the unlock, and the
+//! last of them unlocks. A buffer its owner locked (Ruby locks the buffers
+//! it lends to scheduler hooks, and unlocks them itself) is only counted,
+//! never unlocked by us. An entry also keeps its buffer alive (it is marked
+//! through `pins::Root`), so the table never names a freed object, even when
+//! a call's frame is never unwound (its fiber is never resumed): that buffer
+//! then stays locked, which is a leak, never a use after free.
 
 use rb_sys::stable_api::StableApiDefinition;
 use std::collections::hash_map::Entry;
@@ -102,12 +105,10 @@ pub fn with_lent<R>(
     access: BufferAccess,
     f: impl FnOnce(Bytes) -> Result<R, Error>,
 ) -> Result<R, Error> {
-    if let Some(bytes) = take_plain(buffer, access) {
+    if let Some((bytes, lease)) = take_plain(buffer, access) {
         let result = f(bytes);
-        let given_back = give_back(buffer);
-        let result = result?;
-        given_back?;
-        return Ok(result);
+        give_back_plain(buffer, lease);
+        return result;
     }
     // Lock before taking the address: `take` may run Ruby code (a trap
     // handler, another thread) that frees or resizes an unlocked buffer.
@@ -137,12 +138,23 @@ pub fn with_lent<R>(
     Ok(result)
 }
 
+/// How `take_plain` lent a buffer.
+#[derive(Clone, Copy)]
+enum Lease {
+    /// It was unlocked and we locked it, with no table entry: the usual case,
+    /// one call per buffer. Whoever lends it meanwhile finds it locked and
+    /// joins through the table; leaving, we then hand them the unlock.
+    Locked,
+    /// It was locked already (by another of our calls, or by its owner): we
+    /// counted ourselves in its table entry.
+    Joined,
+}
+
 /// The common case, lent without running any Ruby code: a buffer whose
 /// flags can be read directly, with memory of its own (no source object,
-/// so no slice root), usable for `access`. Counts a holder, locks the buffer
-/// if nobody had, and returns its bytes; `None` (nothing done) sends the
-/// caller to the general path.
-fn take_plain(buffer: Value, access: BufferAccess) -> Option<Bytes> {
+/// so no slice root), usable for `access`. Returns its bytes and how it
+/// was lent; `None` (nothing done) sends the caller to the general path.
+fn take_plain(buffer: Value, access: BufferAccess) -> Option<(Bytes, Lease)> {
     if !Checks::passed() {
         return None;
     }
@@ -155,28 +167,64 @@ fn take_plain(buffer: Value, access: BufferAccess) -> Option<Bytes> {
     if !plain {
         return None;
     }
-    let key = buffer.as_raw();
-    let locked = head.flags & LOCKED_FLAG != 0;
-    let lock = {
-        let mut map = lent();
-        match map.get_or_insert_with(LentMap::default).entry(key) {
-            // Lent by another call of ours: locked already.
-            Entry::Occupied(mut lent) => {
-                lent.get_mut().holders += 1;
-                false
-            }
-            Entry::Vacant(slot) => {
-                slot.insert(Lent { buffer: buffer.into(), holders: 1, locked_by_us: !locked });
-                !locked
-            }
-        }
-    };
-    if lock {
+    let bytes = Bytes { base: head.base.cast(), size: head.size };
+    if head.flags & LOCKED_FLAG == 0 {
         // SAFETY: an unlocked IO::Buffer (its flags just read): locking it
         // cannot raise, and runs no Ruby code.
-        unsafe { rb_sys::rb_io_buffer_lock(key) };
+        unsafe { rb_sys::rb_io_buffer_lock(buffer.as_raw()) };
+        return Some((bytes, Lease::Locked));
     }
-    Some(Bytes { base: head.base.cast(), size: head.size })
+    join(buffer);
+    Some((bytes, Lease::Joined))
+}
+
+/// Count one more holder of `buffer` in the table (made at 0 holders, not
+/// ours to unlock, if it had no entry).
+fn join(buffer: Value) {
+    let mut map = lent();
+    let entry = map.get_or_insert_with(LentMap::default).entry(buffer.as_raw());
+    entry.or_insert(Lent { buffer: buffer.into(), holders: 0, locked_by_us: false }).holders += 1;
+}
+
+/// End a `take_plain` lease.
+fn give_back_plain(buffer: Value, lease: Lease) {
+    let key = buffer.as_raw();
+    let unlock = match lease {
+        Lease::Locked => {
+            let mut map = lent();
+            match map.as_mut().and_then(|map| map.get_mut(&key)) {
+                // Others joined: the last of them unlocks.
+                Some(lent) => {
+                    lent.locked_by_us = true;
+                    false
+                }
+                None => true,
+            }
+        }
+        Lease::Joined => leave(key),
+    };
+    if unlock && read_locked(buffer) == Some(true) {
+        // SAFETY: a locked IO::Buffer (just read) that we locked: unlocking
+        // cannot raise, and runs no Ruby code.
+        unsafe { rb_sys::rb_io_buffer_unlock(key) };
+    }
+}
+
+/// Count one holder of the buffer at `key` out; true if it was the last and
+/// the buffer is ours to unlock.
+fn leave(key: rb_sys::VALUE) -> bool {
+    let mut map = lent();
+    let Some(map) = map.as_mut() else {
+        return false;
+    };
+    match map.entry(key) {
+        Entry::Occupied(mut lent) if lent.get().holders > 1 => {
+            lent.get_mut().holders -= 1;
+            false
+        }
+        Entry::Occupied(lent) => lent.remove().locked_by_us,
+        Entry::Vacant(_) => false,
+    }
 }
 
 fn take(buffer: Value) -> Result<(), Error> {
@@ -444,27 +492,13 @@ fn is_buffer(value: Value) -> bool {
 pub fn keep_lent_forever(buffer: Value) {
     // A slice's memory is its root's: that stays lent too.
     for lent_buffer in std::iter::once(buffer).chain(slice_root(buffer)) {
-        if let Some(lent) = lent().get_or_insert_with(LentMap::default).get_mut(&lent_buffer.as_raw()) {
-            lent.holders += 1;
-        }
+        join(lent_buffer);
     }
 }
 
 fn give_back(buffer: Value) -> Result<(), Error> {
     let key = buffer.as_raw();
-    let unlock = {
-        let mut map = lent();
-        let map = map.get_or_insert_with(LentMap::default);
-        match map.get_mut(&key) {
-            Some(lent) if lent.holders > 1 => {
-                lent.holders -= 1;
-                false
-            }
-            Some(_) => map.remove(&key).is_some_and(|lent| lent.locked_by_us),
-            None => false,
-        }
-    };
-    if unlock {
+    if leave(key) {
         if read_locked(buffer) == Some(true) {
             // SAFETY: a locked IO::Buffer (just read): unlocking cannot raise.
             unsafe { rb_sys::rb_io_buffer_unlock(key) };
