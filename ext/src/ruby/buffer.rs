@@ -20,7 +20,7 @@ use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::ffi::c_void;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use magnus::{gc::Marker, prelude::*, rb_sys::AsRawValue, value::LazyId, value::Opaque, Error, Value};
@@ -73,6 +73,8 @@ impl Hasher for AddressHash {
 type LentMap = HashMap<rb_sys::VALUE, Lent, BuildHasherDefault<AddressHash>>;
 
 static LENT: Mutex<Option<LentMap>> = Mutex::new(None);
+/// The number of entries in `LENT`, readable without the lock.
+static ENTRIES: AtomicUsize = AtomicUsize::new(0);
 static LOCKED_P: LazyId = LazyId::new("locked?");
 
 /// Intern the method names now, at load (see `uring::init`).
@@ -182,14 +184,18 @@ fn take_plain(buffer: Value, access: BufferAccess) -> Option<(Bytes, Lease)> {
 /// ours to unlock, if it had no entry).
 fn join(buffer: Value) {
     let mut map = lent();
-    let entry = map.get_or_insert_with(LentMap::default).entry(buffer.as_raw());
-    entry.or_insert(Lent { buffer: buffer.into(), holders: 0, locked_by_us: false }).holders += 1;
+    let map = map.get_or_insert_with(LentMap::default);
+    map.entry(buffer.as_raw()).or_insert(Lent { buffer: buffer.into(), holders: 0, locked_by_us: false }).holders += 1;
+    ENTRIES.store(map.len(), Ordering::Relaxed);
 }
 
 /// End a `take_plain` lease.
 fn give_back_plain(buffer: Value, lease: Lease) {
     let key = buffer.as_raw();
     let unlock = match lease {
+        // Nobody joined anything: nothing to hand over (the count is only
+        // changed with the GVL held, as this runs).
+        Lease::Locked if ENTRIES.load(Ordering::Relaxed) == 0 => true,
         Lease::Locked => {
             let mut map = lent();
             match map.as_mut().and_then(|map| map.get_mut(&key)) {
@@ -222,7 +228,11 @@ fn leave(key: rb_sys::VALUE) -> bool {
             lent.get_mut().holders -= 1;
             false
         }
-        Entry::Occupied(lent) => lent.remove().locked_by_us,
+        Entry::Occupied(lent) => {
+            let locked_by_us = lent.remove().locked_by_us;
+            ENTRIES.store(map.len(), Ordering::Relaxed);
+            locked_by_us
+        }
         Entry::Vacant(_) => false,
     }
 }
@@ -246,6 +256,7 @@ fn take(buffer: Value) -> Result<(), Error> {
         // Claimed before asking Ruby anything: whoever lends the buffer
         // while the question below runs other Ruby code only counts itself.
         map.insert(key, Lent { buffer: buffer.into(), holders: 1, locked_by_us: false });
+        ENTRIES.store(map.len(), Ordering::Relaxed);
     }
     let locked = lock_unless_locked(buffer);
     let mut map = lent();
@@ -253,7 +264,9 @@ fn take(buffer: Value) -> Result<(), Error> {
     match locked {
         Ok(locked_by_us) => {
             if let Some(lent) = map.get_mut(&key) {
-                lent.locked_by_us = locked_by_us;
+                // `|=`: a call that locked it meanwhile (from a trap handler
+                // run by the question) may have handed us its unlock.
+                lent.locked_by_us |= locked_by_us;
             }
             Ok(())
         }
@@ -263,6 +276,7 @@ fn take(buffer: Value) -> Result<(), Error> {
                 lent.holders -= 1;
                 if lent.holders == 0 {
                     map.remove(&key);
+                    ENTRIES.store(map.len(), Ordering::Relaxed);
                 }
             }
             Err(error)
