@@ -123,6 +123,10 @@ impl transfer_loop::Attempts for EPollIo<'_> {
         Ok(result)
     }
 
+    fn may_wait(&self) -> bool {
+        self.selector.core.may_park(self.ruby)
+    }
+
     /// Park until ready. Resumed by hand, the loop just tries again (and
     /// parks again when there is still nothing to read).
     fn wait_ready(&self, op: &Transfer, events: i32) -> Result<(), Error> {

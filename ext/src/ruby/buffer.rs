@@ -247,17 +247,17 @@ fn take(buffer: Value) -> Result<(), Error> {
     }
     let key = buffer.as_raw();
     {
+        // Claimed before asking Ruby anything: whoever lends the buffer
+        // while the question below runs other Ruby code (a trap handler)
+        // joins this entry, and asks (and locks) for itself.
         let mut map = lent();
         let map = map.get_or_insert_with(LentMap::default);
-        if let Some(lent) = map.get_mut(&key) {
-            lent.holders += 1;
-            return Ok(());
-        }
-        // Claimed before asking Ruby anything: whoever lends the buffer
-        // while the question below runs other Ruby code only counts itself.
-        map.insert(key, Lent { buffer: buffer.into(), holders: 1, locked_by_us: false });
+        map.entry(key).or_insert(Lent { buffer: buffer.into(), holders: 0, locked_by_us: false }).holders += 1;
         ENTRIES.store(map.len(), Ordering::Relaxed);
     }
+    // Asked even when the buffer was lent already: the holder that made the
+    // entry may still be asking (its question ran us), with the buffer not
+    // locked yet.
     let locked = lock_unless_locked(buffer);
     let mut map = lent();
     let map = map.get_or_insert_with(LentMap::default);

@@ -168,6 +168,11 @@ impl Core {
         Ok(loop_fiber)
     }
 
+    /// Whether the current fiber may park (it is not the loop fiber).
+    pub fn may_park(&self, ruby: &Ruby) -> bool {
+        self.loop_fiber(ruby).as_raw() != fiber::current(ruby).as_raw()
+    }
+
     pub fn loop_fiber(&self, ruby: &Ruby) -> Value {
         ruby.get_inner(self.state.borrow().loop_fiber)
     }

@@ -42,6 +42,13 @@ pub trait Attempts {
 
     /// Park until the descriptor is ready for `events`.
     fn wait_ready(&self, op: &Transfer, events: i32) -> Result<(), Error>;
+
+    /// Whether the calling fiber may park (`wait_ready`). The loop fiber may
+    /// not: waiting there raises, so once some bytes have moved the call
+    /// answers them instead (an exception would hide a partial transfer).
+    fn may_wait(&self) -> bool {
+        true
+    }
 }
 
 /// Run one call. The descriptor is looked up only when there is something
@@ -89,6 +96,9 @@ pub fn run(ruby: &Ruby, backend: &impl Attempts, call: Call) -> Result<i64, Erro
             } else if result == 0 {
                 break;
             } else if remaining > 0 && is_again(result) {
+                if total > 0 && !backend.may_wait() {
+                    break;
+                }
                 backend.wait_ready(&current()?, ready_for)?;
             } else if total > 0 {
                 break;

@@ -60,6 +60,9 @@ pub struct URing {
     ring: RefCell<Option<Ring>>,
     /// The op table. Never borrowed across a fiber switch or a Ruby call.
     slots: RefCell<Slots<SlotRefs>>,
+    /// Which descriptors are files that never wait for readiness (see
+    /// `ops::rw`); borrowed for single look-ups only.
+    kinds: RefCell<ops::rw::Kinds>,
 }
 
 impl Backend for URing {
@@ -97,7 +100,12 @@ impl URing {
         let legacy = std::env::var_os("IO_EVENT_URING_LEGACY").is_some_and(|v| !v.is_empty() && v != "0");
         let ring = Ring::new(ring::ENTRIES, core.interrupt().fd(), legacy)
             .map_err(|e| error::from_io(ruby, e, "io_uring_setup"))?;
-        Ok(URing { core, ring: RefCell::new(Some(ring)), slots: RefCell::new(Slots::default()) })
+        Ok(URing {
+            core,
+            ring: RefCell::new(Some(ring)),
+            slots: RefCell::new(Slots::default()),
+            kinds: RefCell::default(),
+        })
     }
 
     fn closed_p(rb_self: This<Self>) -> bool {

@@ -82,13 +82,21 @@ impl URing {
     }
 
     /// Submit `entry` at once and wait for its completion without switching
-    /// fibers (for quick ops such as close, which the kernel runs inline).
+    /// fibers (for quick ops such as close, which the kernel runs inline, and
+    /// attempts that may not wait). `refs.buffer` names the buffer the op
+    /// uses, if any: should the ring fail before the op completes, it is kept
+    /// lent for good (`drain`).
     ///
     /// # Safety
     /// As `park`.
-    pub unsafe fn complete_now(&self, ruby: &Ruby, build: impl FnOnce(u64) -> squeue::Entry) -> Result<i32, Error> {
+    pub unsafe fn complete_now(
+        &self,
+        ruby: &Ruby,
+        refs: SlotRefs,
+        build: impl FnOnce(u64) -> squeue::Entry,
+    ) -> Result<i32, Error> {
         self.core.check_owner(ruby)?;
-        let handle = self.slots.borrow_mut().insert(SlotRefs::default());
+        let handle = self.slots.borrow_mut().insert_inline(refs);
         let entry = build(handle.user_data());
         // SAFETY: forwarded from the caller's contract.
         unsafe { self.queue(ruby, handle, &entry) }?;
@@ -167,8 +175,13 @@ impl URing {
         let mut slots = self.slots.borrow_mut();
         let taken = slots.take_completed(handle).map(|(result, _, _)| result);
         if taken.is_none() {
-            // Only when the ring failed: keep the memory owned until the end.
-            slots.orphan(handle, |_| {});
+            // Only when the ring failed: keep the memory owned until the end,
+            // and the buffer lent for good, although its call returns.
+            slots.orphan(handle, |refs| {
+                if let Some(buffer) = refs.buffer {
+                    crate::ruby::buffer::keep_lent_forever(ruby.get_inner(buffer));
+                }
+            });
         }
         taken
     }

@@ -6,7 +6,9 @@
 //! cancelled and drained before the error propagates (`OnInterrupt::Drain`).
 
 use io_uring::{opcode, squeue, types};
-use magnus::{Error, Ruby};
+use std::os::fd::RawFd;
+
+use magnus::{rb_sys::AsRawValue, Error, Ruby, Value};
 
 use super::park::{OnInterrupt, Parked};
 use super::poll;
@@ -26,21 +28,32 @@ impl transfer_loop::Attempts for RingIo<'_> {
     /// it, so the fiber need not switch away and back. Only a write that
     /// would block, and every read (whose data has usually not arrived yet),
     /// park on an op that the kernel completes when the descriptor is ready.
+    /// The loop fiber cannot park: it only tries (and `run` does not wait).
     fn attempt(&self, op: &Transfer, base: *mut u8, len: usize, position: Option<u64>) -> Result<isize, Error> {
-        if op.access == BufferAccess::Drain {
+        let may_park = self.may_wait();
+        if op.access == BufferAccess::Drain || !may_park {
             let result = self.now(op, base, len, position)?;
             if !would_wait(result) {
                 return Ok(result);
+            }
+            if !may_park {
+                return Ok(-(libc::EAGAIN as isize));
             }
         }
         self.park(op, base, len, position)
     }
 
+    /// One attempt that does not wait for readiness. A file that refuses
+    /// RWF_NOWAIT (`-EOPNOTSUPP`: tmpfs, for one), or a regular file that
+    /// answers `-EAGAIN` (ext4 does for a write that would block on the
+    /// disk), gets the op that may wait: a file never waits for readiness,
+    /// so that op is still one attempt (and `io_wait` would call the file
+    /// ready at once, over and over).
     fn attempt_now(&self, op: &Transfer, base: *mut u8, len: usize, position: Option<u64>) -> Result<isize, Error> {
         let result = self.now(op, base, len, position)?;
-        if result == -(libc::EOPNOTSUPP as isize) {
-            // Some files (tmpfs, for one) refuse RWF_NOWAIT; a regular file
-            // never waits for readiness anyway.
+        let refused = result == -(libc::EOPNOTSUPP as isize)
+            || (result == -(libc::EAGAIN as isize) && self.selector.kinds.borrow_mut().is_file(op.fd, op.io));
+        if refused {
             return self.park(op, base, len, position);
         }
         Ok(result)
@@ -49,12 +62,61 @@ impl transfer_loop::Attempts for RingIo<'_> {
     fn wait_ready(&self, op: &Transfer, events: i32) -> Result<(), Error> {
         poll::wait(self.ruby, self.selector, op.fiber, op.io, op.fd, events).map(drop)
     }
+
+    fn may_wait(&self) -> bool {
+        self.selector.core.may_park(self.ruby)
+    }
 }
 
 /// `-EAGAIN` (not ready) or `-EOPNOTSUPP` (RWF_NOWAIT refused): the attempt
 /// must be made again as an op that may wait.
 fn would_wait(result: isize) -> bool {
     result == -(libc::EAGAIN as isize) || result == -(libc::EOPNOTSUPP as isize)
+}
+
+/// Whether each descriptor is a file that never waits for readiness (a
+/// regular file, a block device, a directory), asked once (`fstat`) per
+/// descriptor number and IO object and remembered, as `epoll::nonblock`
+/// remembers sockets. A stale answer (the number reopened onto another kind
+/// of file under the same IO) costs at most one op that may wait, or one
+/// `-EAGAIN` on a file, which the caller's retry asks again.
+#[derive(Default)]
+pub struct Kinds(Vec<(u64, bool)>);
+
+/// Descriptors past this are asked every time.
+const REMEMBERED: usize = 1 << 16;
+
+impl Kinds {
+    fn is_file(&mut self, fd: RawFd, io: Value) -> bool {
+        let address = io.as_raw();
+        let Ok(index) = usize::try_from(fd) else {
+            return false;
+        };
+        if let Some(&(known, file)) = self.0.get(index) {
+            if known == address {
+                return file;
+            }
+        }
+        let file = is_file(fd);
+        if index < REMEMBERED {
+            if self.0.len() <= index {
+                self.0.resize(index + 1, (0, false));
+            }
+            self.0[index] = (address, file);
+        }
+        file
+    }
+}
+
+fn is_file(fd: RawFd) -> bool {
+    let mut stat = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: fstat writes a `stat` into the out-pointer (checked by the result).
+    if unsafe { libc::fstat(fd, stat.as_mut_ptr()) } != 0 {
+        return false;
+    }
+    // SAFETY: fstat succeeded, so it filled the struct in.
+    let mode = unsafe { stat.assume_init() }.st_mode & libc::S_IFMT;
+    matches!(mode, libc::S_IFREG | libc::S_IFBLK | libc::S_IFDIR)
 }
 
 impl RingIo<'_> {
@@ -86,9 +148,11 @@ impl RingIo<'_> {
     /// the descriptor's look-up and the kernel's use of it.
     fn now(&self, op: &Transfer, base: *mut u8, len: usize, position: Option<u64>) -> Result<isize, Error> {
         let build = Self::entry(op, base, len, position, libc::RWF_NOWAIT);
+        let refs = SlotRefs { buffer: Some(op.buffer.into()), ..SlotRefs::default() };
         // SAFETY: `base..base+len` lies in the locked buffer, which the caller
-        // holds until this returns, and the op has completed by then.
-        unsafe { self.selector.complete_now(self.ruby, build) }.map(|result| result as isize)
+        // holds until this returns; the op has completed by then, or, if the
+        // ring failed first, the buffer is kept lent for good.
+        unsafe { self.selector.complete_now(self.ruby, refs, build) }.map(|result| result as isize)
     }
 
     /// One read or write that waits for the descriptor in the kernel while
