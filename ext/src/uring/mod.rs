@@ -4,6 +4,7 @@
 mod ops;
 pub mod ring;
 mod select;
+mod siginfo;
 pub mod slots;
 mod submit;
 mod teardown;
@@ -29,7 +30,7 @@ pub struct SlotRefs {
     buffer: Option<Opaque<Value>>,
     /// Memory or descriptors the kernel uses that the slot owns: freed only
     /// when the final completion is reaped.
-    payload: Option<Box<Payload>>,
+    payload: Option<Payload>,
     /// For ops that lend the caller's memory: a GC root for the fiber and
     /// buffer, independent of the selector (see `ruby/pins.rs`). Held for
     /// its `Drop`.
@@ -45,8 +46,8 @@ impl SlotRefs {
 }
 
 pub enum Payload {
-    /// Room for waitid's `siginfo_t` (128 bytes), written by the kernel.
-    SigInfo([u64; 16]),
+    /// Room for waitid's `siginfo_t`, written by the kernel (`siginfo.rs`).
+    SigInfo(siginfo::SigInfo),
     /// A pidfd being polled; closed when the slot is freed.
     PidFd(#[allow(dead_code)] std::os::fd::OwnedFd),
 }

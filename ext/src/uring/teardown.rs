@@ -116,14 +116,12 @@ fn abandon(ring: Ring, slots: &mut Slots<SlotRefs>) {
                 crate::ruby::buffer::keep_lent_forever(unsafe { Ruby::get_unchecked() }.get_inner(buffer));
             }
         }
-        if let Some(payload) = refs.payload.take() {
-            match *payload {
-                Payload::PidFd(_) => drop(payload),
-                // The kernel writes at this address: the box itself leaks.
-                Payload::SigInfo(_) => {
-                    Box::leak(payload);
-                }
-            }
+        match refs.payload.take() {
+            // The kernel may still write there: never given back.
+            Some(Payload::SigInfo(info)) => info.retire(),
+            // Once submitted, the kernel holds its own reference to the file.
+            Some(Payload::PidFd(pidfd)) => drop(pidfd),
+            None => {}
         }
         std::mem::forget(refs.pin.take());
     });

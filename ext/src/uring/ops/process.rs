@@ -1,7 +1,8 @@
 //! `process_wait`'s wait for a child (`selector/process_wait.rs` does the
 //! rest): waitid through the ring (6.7+), else a poll of a pidfd. Both only
 //! learn that the child changed state (waitid runs with WNOWAIT). The
-//! `siginfo_t` and the pidfd are owned by the slot and freed with it.
+//! `siginfo_t` (a pool slot) and the pidfd are owned by the slot and given
+//! back with it.
 
 use io_uring::{opcode, types};
 use magnus::{Error, Ruby, Value};
@@ -12,6 +13,7 @@ use crate::ruby::{error, fiber};
 use crate::selector::events;
 use crate::selector::process_wait::{self, Change, ChildWait};
 use crate::sys;
+use crate::uring::siginfo::SigInfo;
 use crate::uring::{Payload, SlotRefs, URing};
 
 pub fn process_wait(ruby: &Ruby, rb_self: This<URing>, target: Value, pid: i32, flags: i32) -> Result<Value, Error> {
@@ -41,15 +43,14 @@ fn wait_for_change(ruby: &Ruby, rb_self: &URing, target: Value, pid: i32, flags:
         if flags & libc::WCONTINUED != 0 {
             options |= libc::WCONTINUED;
         }
-        const _: () = assert!(std::mem::size_of::<libc::siginfo_t>() <= 128);
-        let payload = Box::new(Payload::SigInfo([0; 16]));
-        let Payload::SigInfo(info) = &*payload else { unreachable!() };
-        let infop = info.as_ptr().cast::<libc::siginfo_t>();
-        refs.payload = Some(payload);
+        let info = SigInfo::new(pid);
+        let infop = info.as_ptr();
+        refs.payload = Some(Payload::SigInfo(info));
         let build = move |user_data| {
             opcode::WaitId::new(libc::P_PID, pid as libc::id_t, options).infop(infop).build().user_data(user_data)
         };
-        // SAFETY: the siginfo lives in the slot's boxed payload until the final completion.
+        // SAFETY: the siginfo slot is owned by the slot's payload until the final
+        // completion (and pool memory is never freed in any case).
         unsafe { rb_self.park(ruby, refs, build, OnInterrupt::Orphan) }?
     } else {
         let pidfd = match sys::pidfd_open(pid) {
@@ -58,7 +59,7 @@ fn wait_for_change(ruby: &Ruby, rb_self: &URing, target: Value, pid: i32, flags:
             Err(error) => return Err(error::from_io(ruby, error, "pidfd_open")),
         };
         let fd = std::os::fd::AsRawFd::as_raw_fd(&pidfd);
-        refs.payload = Some(Box::new(Payload::PidFd(pidfd)));
+        refs.payload = Some(Payload::PidFd(pidfd));
         let mask = events::to_poll(events::READABLE);
         let build = move |user_data| opcode::PollAdd::new(types::Fd(fd), mask).build().user_data(user_data);
         // SAFETY: the pidfd is owned by the slot until the final completion.
