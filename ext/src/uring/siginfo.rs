@@ -20,7 +20,9 @@ const POISON: u64 = 0x5a5a_5a5a_5a5a_5a5a;
 const _: () = assert!(std::mem::size_of::<libc::siginfo_t>() <= WORDS * 8);
 
 struct Pool {
-    /// Each slot is its own allocation, so its address never moves.
+    /// Each slot is its own allocation, so its address never moves when
+    /// the list grows (the kernel holds it).
+    #[allow(clippy::vec_box)]
     slots: Vec<Box<[u64; WORDS]>>,
     /// Given-back slots (poisoned), and the pid each was last used for.
     free: Vec<(usize, i32)>,
