@@ -40,12 +40,6 @@ module SoundnessDescriptorReuse
     end
   end
 
-  def fill_pipe(output)
-    output.write_nonblock("x" * 65_536) while true # rubocop:disable Style/InfiniteLoop
-  rescue IO::WaitWritable
-    nil
-  end
-
   # The operation under test, on `io` (a pipe end, or a file for pread/pwrite).
   def operation(kind, selector, io, buffer)
     case kind

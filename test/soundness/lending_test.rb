@@ -29,19 +29,6 @@ module SoundnessLending
   SIZE = 64
   CANARY = "C" * (SIZE - 1)
 
-  # A selector of this variant whose process has already lent a buffer (so
-  # later lends take the short path).
-  def warm_selector
-    selector = new_selector(Fiber.current)
-    input, output = IO.pipe
-    scratch = IO::Buffer.new(1)
-    Fiber.new { selector.io_write(Fiber.current, output, scratch, 1) }.transfer
-    drive_until(selector) { input.read_nonblock(1, exception: false) == "\0" }
-    [input, output].each(&:close)
-    scratch.free
-    selector
-  end
-
   # Starts a fiber reading 4 bytes into `buffer` at `offset`; it parks
   # (empty pipe). Returns [fiber, results-hash].
   def parked_read(selector, input, buffer, offset, results, key)
@@ -121,7 +108,7 @@ module SoundnessLending
   %i[first second].each do |finishing_first|
     define_method("test_two_plain_leases_#{finishing_first}_finishing_first") do
         isolated(label: "two plain leases, #{finishing_first} done first") do
-        selector = warm_selector
+        selector = lending_selector
         (in1, out1), (in2, out2) = IO.pipe, IO.pipe
         buffer = IO::Buffer.new(SIZE)
         results = {}
@@ -148,7 +135,7 @@ module SoundnessLending
   [%i[root slice root], %i[root slice slice], %i[slice root root], %i[slice root slice]].each do |start_a, start_b, done_first|
     define_method("test_#{start_a}_then_#{start_b}_#{done_first}_done_first") do
         isolated(label: "#{start_a} then #{start_b}, #{done_first} done first") do
-        selector = warm_selector
+        selector = lending_selector
         pipes = {root: IO.pipe, slice: IO.pipe}
         root = IO::Buffer.new(SIZE)
         slice = root.slice(16, 16)
@@ -177,7 +164,7 @@ module SoundnessLending
 
   def test_a_buffer_its_owner_locked_is_never_unlocked_by_us
     isolated(label: "owner-locked buffer") do
-      selector = warm_selector
+      selector = lending_selector
       (in1, out1), (in2, out2) = IO.pipe, IO.pipe
       buffer = IO::Buffer.new(SIZE)
       results = {}
@@ -212,7 +199,7 @@ module SoundnessLending
   %i[first second].each do |finishing_first|
     define_method("test_two_threads_two_selectors_one_buffer_#{finishing_first}_finishing_first") do
         isolated(label: "two threads, #{finishing_first} done first") do
-        warm_selector.close
+        lending_selector.close
         buffer = IO::Buffer.new(SIZE)
         pipes = {first: IO.pipe, second: IO.pipe}
         parked = Queue.new
@@ -246,35 +233,21 @@ module SoundnessLending
 
   def test_a_write_that_fits_completes_without_parking_and_one_that_does_not_waits
     isolated(label: "inline write / full pipe") do
-      selector = warm_selector
+      selector = lending_selector
       input, output = IO.pipe
       buffer = IO::Buffer.new(8)
       buffer.set_string("12345678")
       outcome = in_fiber { selector.io_write(Fiber.current, output, buffer, 8) }
       assert_equal [:returned, 8], outcome, "a write with room: #{describe_outcome(outcome)}"
       assert_equal "12345678", input.read_nonblock(8)
-      begin
-        loop { output.write_nonblock("x" * 65_536) }
-      rescue IO::WaitWritable
-        nil
-      end
+      fill_pipe(output)
       outcome = in_fiber { selector.io_write(Fiber.current, output, buffer, 8) }
       assert_equal :parked, outcome[0], "a write on a full pipe must wait: #{describe_outcome(outcome)}"
       assert buffer.locked?, "the buffer of a parked write must stay lent"
-      writer = outcome[1]
-      deadline = monotonic + 3
-      while writer.alive? && monotonic < deadline
-        input.read_nonblock(1 << 20, exception: false)
-        selector.select(0.01)
-      end
-      refute writer.alive?, "the write never completed"
+      assert drain_until_done(selector, input, outcome[1]), "the write never completed"
       refute buffer.locked?
       # Length 0: one attempt; -EAGAIN on a full pipe, never a wait.
-      begin
-        loop { output.write_nonblock("x" * 65_536) }
-      rescue IO::WaitWritable
-        nil
-      end
+      fill_pipe(output)
       outcome = in_fiber { selector.io_write(Fiber.current, output, buffer, 0) }
       assert_equal [:returned, -Errno::EAGAIN::Errno], outcome, "length 0 on a full pipe: #{describe_outcome(outcome)}"
       refute buffer.locked?
@@ -287,7 +260,7 @@ module SoundnessLending
     define_method("test_writes_and_pwrites_to_a_file_on_#{label}") do
         skip "#{dir} missing" unless File.directory?(dir)
       isolated(label: "file writes on #{label}") do
-        selector = warm_selector
+        selector = lending_selector
         path = File.join(dir, "io-event-lending-#{$$}")
         File.open(path, "w+") do |file|
           buffer = IO::Buffer.new(8)
@@ -360,7 +333,7 @@ module SoundnessLending
   # cannot know was written.
   def test_a_write_from_the_loop_fiber_never_raises_after_moving_bytes
     isolated(label: "partial write from the loop fiber") do
-      selector = warm_selector
+      selector = lending_selector
       input, output = IO.pipe
       # Leave one page of room.
       output.write_nonblock("x" * (65_536 - 4096))
@@ -397,7 +370,7 @@ module SoundnessLending
   # without ever switching, would grow it without bound.
   def test_inline_attempts_leave_nothing_behind_until_select
     isolated(label: "inline attempts without select", timeout: 60) do
-      selector = warm_selector
+      selector = lending_selector
       input, _output = IO.pipe
       buffer = IO::Buffer.new(SIZE)
       rss = -> { File.read("/proc/self/status")[/VmRSS:\s+(\d+)/, 1].to_i }

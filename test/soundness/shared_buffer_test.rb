@@ -55,23 +55,6 @@ module SoundnessSharedBuffer
     canaries.reject { |canary| canary == CANARY }.map { |canary| canary[0, 16] }
   end
 
-  # A selector whose process has lent a buffer before: the first lend in a
-  # process checks the direct reads of IO::Buffer against Ruby's answers
-  # and takes the general path; later ones take the short one (a buffer
-  # locked by the call alone, with no table entry). `cold` skips that.
-  def lending_selector(warm: true)
-    selector = new_selector(Fiber.current)
-    return selector unless warm
-
-    input, output = IO.pipe
-    scratch = IO::Buffer.new(1)
-    Fiber.new { selector.io_write(Fiber.current, output, scratch, 1) }.transfer
-    drive_until(selector) { input.read_nonblock(1, exception: false) == "\0" }
-    [input, output].each(&:close)
-    scratch.free
-    selector
-  end
-
   [true, false].each do |warm|
     define_method("test_two_reads_into_one_buffer_keep_it_locked_until_both_complete#{warm ? "" : "_cold"}") do
       two_reads_into_one_buffer(warm)
@@ -165,11 +148,7 @@ module SoundnessSharedBuffer
       selector = lending_selector
       (in1, out1), (in2, out2) = IO.pipe, IO.pipe
       # A full pipe, so the write parks with the buffer lent.
-      begin
-        loop { out2.write_nonblock("x" * 65_536) }
-      rescue IO::WaitWritable
-        nil
-      end
+      fill_pipe(out2)
       buffer = IO::Buffer.new(SIZE)
       buffer.set_string("W" * SIZE)
       results = {}
@@ -182,12 +161,7 @@ module SoundnessSharedBuffer
       step "read done, write in flight"
       problem = try_to(:free, buffer) if native?
       canaries = allocate_canaries if problem
-      deadline = monotonic + 3
-      while writer.alive? && monotonic < deadline
-        in2.read_nonblock(1 << 20, exception: false)
-        selector.select(0.01)
-      end
-      refute writer.alive?, "the write never completed"
+      assert drain_until_done(selector, in2, writer), "the write never completed"
       assert_empty damaged_canaries(canaries), "the kernel wrote into freed memory" if canaries
       assert_nil problem, "buffer.free while an io_write still uses the buffer must raise IO::Buffer::LockedError" if native?
       selector.close

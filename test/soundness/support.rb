@@ -184,6 +184,42 @@ module Soundness
       log&.close!
     end
 
+    # A selector of this variant, in a process that has lent a buffer before:
+    # the first lend of a process checks the direct reads of IO::Buffer
+    # against Ruby's own answers and takes the general path; later ones take
+    # the short one (a buffer locked by the call alone, with no table entry).
+    # `warm: false` leaves the first lend to the test.
+    def lending_selector(warm: true)
+      selector = new_selector(Fiber.current)
+      return selector unless warm
+
+      input, output = IO.pipe
+      scratch = IO::Buffer.new(1)
+      Fiber.new { selector.io_write(Fiber.current, output, scratch, 1) }.transfer
+      drive_until(selector) { input.read_nonblock(1, exception: false) == "\0" }
+      [input, output].each(&:close)
+      scratch.free
+      selector
+    end
+
+    # Writes to `output` until the pipe is full.
+    def fill_pipe(output)
+      loop { output.write_nonblock("x" * 65_536) }
+    rescue IO::WaitWritable
+      nil
+    end
+
+    # Drive `selector` while draining `input`, until `fiber` (a writer parked
+    # on the full pipe behind `input`) has finished, at most 3 seconds.
+    def drain_until_done(selector, input, fiber)
+      deadline = monotonic + 3
+      while fiber.alive? && monotonic < deadline
+        input.read_nonblock(1 << 20, exception: false)
+        selector.select(0.01)
+      end
+      !fiber.alive?
+    end
+
     # Drive `selector` (select with `quantum`) until the block is true, at
     # most `timeout` seconds; false if it never became true.
     def drive_until(selector, timeout: 3, quantum: 0.02)
