@@ -24,8 +24,39 @@ struct Pool {
     /// the list grows (the kernel holds it).
     #[allow(clippy::vec_box)]
     slots: Vec<Box<[u64; WORDS]>>,
-    /// Given-back slots (poisoned), and the pid each was last used for.
-    free: Vec<(usize, i32)>,
+    /// Given-back slots (poisoned), with the pid each was last used for and
+    /// how it was given back (`Release`), for the report.
+    free: Vec<(usize, i32, Release)>,
+}
+
+/// How the last owner of a slot let it go (recorded for the report).
+#[derive(Clone, Copy, Debug)]
+pub enum Release {
+    /// The waiter took its completion.
+    Taken,
+    /// The completion of an orphaned op arrived.
+    Orphan,
+    /// A ring given up after its ops completed (or a forked child's copy).
+    Cleared,
+    /// The op never reached the kernel.
+    Discarded,
+}
+
+static RELEASE: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+/// Record how the slots about to be dropped are given back (called by the
+/// slot table before it drops an op's payload; the GVL orders the calls).
+pub fn releasing(how: Release) {
+    RELEASE.store(how as u8, Ordering::Relaxed);
+}
+
+fn last_release() -> Release {
+    match RELEASE.load(Ordering::Relaxed) {
+        0 => Release::Taken,
+        1 => Release::Orphan,
+        2 => Release::Cleared,
+        _ => Release::Discarded,
+    }
 }
 
 static POOL: Mutex<Pool> = Mutex::new(Pool { slots: Vec::new(), free: Vec::new() });
@@ -48,7 +79,7 @@ impl SigInfo {
     /// A zeroed slot for a waitid on `pid`.
     pub fn new(pid: i32) -> SigInfo {
         let mut pool = pool();
-        while let Some((index, last_pid)) = pool.free.pop() {
+        while let Some((index, last_pid, released)) = pool.free.pop() {
             let slot = &mut pool.slots[index];
             if slot.iter().all(|&word| word == POISON) {
                 **slot = [0; WORDS];
@@ -57,8 +88,8 @@ impl SigInfo {
             // Retired: never handed out again.
             if OVERWRITTEN.fetch_add(1, Ordering::Relaxed) == 0 {
                 eprintln!(
-                    "io-event-uring: a waitid siginfo (pid {last_pid}) was written after its op had finished; \
-                     the slot is retired (words: {:x?})",
+                    "io-event-uring: a waitid siginfo (pid {last_pid}, given back as {released:?}) was written \
+                     after its op had finished; the slot is retired (words: {:x?})",
                     &slot[..4]
                 );
             }
@@ -84,7 +115,7 @@ impl Drop for SigInfo {
     fn drop(&mut self) {
         let mut pool = pool();
         *pool.slots[self.index] = [POISON; WORDS];
-        let entry = (self.index, self.pid);
+        let entry = (self.index, self.pid, last_release());
         pool.free.push(entry);
     }
 }
