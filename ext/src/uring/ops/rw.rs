@@ -30,16 +30,15 @@ impl transfer_loop::Attempts for RingIo<'_> {
     /// park on an op that the kernel completes when the descriptor is ready.
     /// The loop fiber cannot park: it only tries (and `run` does not wait).
     fn attempt(&self, op: &Transfer, base: *mut u8, len: usize, position: Option<u64>) -> Result<isize, Error> {
-        let tried = if op.access == BufferAccess::Drain || !self.may_wait() {
-            let result = self.now(op, base, len, position)?;
-            if !would_wait(result) {
-                return Ok(result);
-            }
-            true
-        } else {
-            false
-        };
-        if tried && !self.may_wait() {
+        if op.access == BufferAccess::Fill && self.may_wait() {
+            return self.park(op, base, len, position);
+        }
+        // A write, or a read on the loop fiber: try at once.
+        let result = self.now(op, base, len, position)?;
+        if !would_wait(result) {
+            return Ok(result);
+        }
+        if op.access == BufferAccess::Fill || !self.may_wait() {
             return Ok(-(libc::EAGAIN as isize));
         }
         self.park(op, base, len, position)
