@@ -4,7 +4,7 @@
 //!
 //! Reaping first answers at once for a child that already exited and for a
 //! pid that is not our child (`Errno::ECHILD`), and the backends' waits only
-//! learn that the child changed state (waitid with WNOWAIT, a pidfd), so an
+//! learn that the child changed state (a pidfd), so an
 //! interrupted wait never consumes an exit status that a later
 //! `Process.wait(pid)` should get. `pid <= 0` (any child, a process group)
 //! goes to `IO::Event::Selector.process_wait`, which waits on a helper thread.

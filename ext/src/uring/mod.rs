@@ -4,7 +4,6 @@
 mod ops;
 pub mod ring;
 mod select;
-mod siginfo;
 pub mod slots;
 mod submit;
 mod teardown;
@@ -46,8 +45,6 @@ impl SlotRefs {
 }
 
 pub enum Payload {
-    /// Room for waitid's `siginfo_t`, written by the kernel (`siginfo.rs`).
-    SigInfo(siginfo::SigInfo),
     /// A pidfd being polled; closed when the slot is freed.
     PidFd(#[allow(dead_code)] std::os::fd::OwnedFd),
 }
@@ -164,13 +161,12 @@ impl URing {
         let features = {
             let ring = rb_self.ring.try_borrow().map_err(|_| in_use(ruby))?;
             let ring = ring.as_ref().ok_or_else(|| error::selector_closed(ruby, false))?;
-            (ring.setup(), ring.has_ext_arg(), ring.has_waitid())
+            (ring.setup(), ring.has_ext_arg())
         };
-        let (setup, ext_arg, waitid) = features;
+        let (setup, ext_arg) = features;
         let hash = ruby.hash_new();
         hash.aset(ruby.to_symbol("setup"), format!("{setup:?}"))?;
         hash.aset(ruby.to_symbol("ext_arg"), ext_arg)?;
-        hash.aset(ruby.to_symbol("waitid"), waitid)?;
         Ok(hash.as_value())
     }
 }

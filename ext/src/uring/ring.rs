@@ -56,16 +56,10 @@ impl Setup {
     }
 }
 
-fn supports(uring: &IoUring, code: u8) -> bool {
-    let mut probe = io_uring::Probe::new();
-    uring.submitter().register_probe(&mut probe).is_ok() && probe.is_supported(code)
-}
-
 pub struct Ring {
     uring: IoUring,
     setup: Setup,
     ext_arg: bool,
-    waitid: bool,
     nodrop: bool,
     overflow_seen: u32,
     wake_fd: RawFd,
@@ -95,12 +89,10 @@ impl Ring {
                     let params = uring.params();
                     let ext_arg = !legacy && params.is_feature_ext_arg();
                     let nodrop = params.is_feature_nodrop();
-                    let waitid = !legacy && supports(&uring, opcode::WaitId::CODE);
                     return Ok(Ring {
                         uring,
                         setup,
                         ext_arg,
-                        waitid,
                         nodrop,
                         overflow_seen: 0,
                         wake_fd,
@@ -122,11 +114,6 @@ impl Ring {
 
     pub fn has_ext_arg(&self) -> bool {
         self.ext_arg
-    }
-
-    /// Whether the kernel has `IORING_OP_WAITID` (6.7+).
-    pub fn has_waitid(&self) -> bool {
-        self.waitid
     }
 
     /// Queue `entry`, flushing the SQ first when it is full.

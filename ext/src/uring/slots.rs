@@ -12,7 +12,6 @@
 use std::collections::VecDeque;
 
 use crate::selector::slab::{Key, Slab};
-use crate::uring::siginfo::{self, Release};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OpHandle(Key);
@@ -101,7 +100,6 @@ impl<T> Slots<T> {
                 resumes
             }
             Lifecycle::Orphaned => {
-                siginfo::releasing(Release::Orphan);
                 self.release(handle);
                 false
             }
@@ -113,10 +111,7 @@ impl<T> Slots<T> {
     /// The waiter's side: take the result and free the slot if it completed.
     pub fn take_completed(&mut self, handle: OpHandle) -> Option<(i32, u32, T)> {
         match self.state(handle) {
-            Lifecycle::Completed { result, flags } => {
-                siginfo::releasing(Release::Taken);
-                self.release(handle).map(|refs| (result, flags, refs))
-            }
+            Lifecycle::Completed { result, flags } => self.release(handle).map(|refs| (result, flags, refs)),
             _ => None,
         }
     }
@@ -124,7 +119,6 @@ impl<T> Slots<T> {
     /// Free the slot of an op that never reached the submission queue.
     pub fn discard(&mut self, handle: OpHandle) {
         if self.state(handle) == Lifecycle::Pending {
-            siginfo::releasing(Release::Discarded);
             self.release(handle);
         }
     }
@@ -191,7 +185,6 @@ impl<T> Slots<T> {
 
     /// Drop every slot (after the kernel is done with all of them).
     pub fn clear(&mut self) {
-        siginfo::releasing(Release::Cleared);
         for key in self.slots.keys() {
             self.slots.remove(key);
         }

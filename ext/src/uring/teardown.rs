@@ -9,7 +9,7 @@
 //!   ring (SINGLE_ISSUER refuses with EEXIST), so it closes the ring's
 //!   descriptor, which makes the kernel cancel what is left on its own time,
 //!   and leaks what the kernel may still write: the pins of lent memory
-//!   (`ruby/pins.rs`), `siginfo` payloads, the wake-up read's target;
+//!   (`ruby/pins.rs`) and the wake-up read's target;
 //! - **a forked child**: the ring is the parent's; forget it (see
 //!   `Ring::forget_in_child`). The child's copies of the slots' memory are
 //!   never written by the kernel, so they are simply freed.
@@ -102,9 +102,7 @@ fn is_lasting(error: &std::io::Error) -> bool {
 }
 
 /// Close the ring without waiting for the kernel, leaking whatever it may
-/// still write: pins and `siginfo` payloads of ops in flight, and the wake-up
-/// read's target. A pidfd payload is closed: once submitted, the kernel
-/// holds its own reference to the file, so the number is ours to give back.
+/// still write: the pins of ops in flight and the wake-up read's target.
 fn abandon(ring: Ring, slots: &mut Slots<SlotRefs>) {
     slots.clear_leaking(|refs| {
         if refs.pin.is_some() {
@@ -116,12 +114,10 @@ fn abandon(ring: Ring, slots: &mut Slots<SlotRefs>) {
                 crate::ruby::buffer::keep_lent_forever(unsafe { Ruby::get_unchecked() }.get_inner(buffer));
             }
         }
-        match refs.payload.take() {
-            // The kernel may still write there: never given back.
-            Some(Payload::SigInfo(info)) => info.retire(),
-            // Once submitted, the kernel holds its own reference to the file.
-            Some(Payload::PidFd(pidfd)) => drop(pidfd),
-            None => {}
+        // Once submitted, the kernel holds its own reference to a pidfd's
+        // file, so the number is ours to give back.
+        if let Some(Payload::PidFd(pidfd)) = refs.payload.take() {
+            drop(pidfd);
         }
         std::mem::forget(refs.pin.take());
     });

@@ -11,8 +11,8 @@ use crate::uring::{SlotRefs, URing};
 /// What to do when the waiter leaves before its op completed.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum OnInterrupt {
-    /// The kernel writes only memory the slot owns (poll, waitid): cancel and
-    /// let the slot free itself when the completion arrives.
+    /// The kernel writes no memory of ours (a poll): cancel and let the slot
+    /// free itself when the completion arrives.
     Orphan,
     /// The kernel may write memory the slot does not own (the caller's
     /// buffer): cancel and wait until the op has completed before returning.
