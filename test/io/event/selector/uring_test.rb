@@ -40,6 +40,7 @@ class URingSetupTest < Minitest::Test
   # "process_wait"). So a wait for a child, on either ring set-up, polls a
   # pidfd: an op that names no memory of ours.
   def test_a_parked_process_wait_polls_a_pidfd_and_names_no_memory
+    selector_class
     %w[URing URingLegacy].each do |name|
       selector = SelectorVariants.build(SelectorVariants.fetch(name), Fiber.current)
       input, release = IO.pipe
