@@ -160,9 +160,10 @@ fn take_plain(buffer: Value, access: BufferAccess) -> Option<(Bytes, Lease)> {
     if !Checks::passed() {
         return None;
     }
+    let head = head(buffer)?;
     // SAFETY: `head` returns a pointer only into a live IO::Buffer's data;
     // nothing below runs Ruby code, so the buffer cannot change meanwhile.
-    let head = unsafe { &*head(buffer)? };
+    let head = unsafe { &mut *head };
     let plain = !head.base.is_null()
         && head.source == rb_sys::Qnil as rb_sys::VALUE
         && (access == BufferAccess::Drain || head.flags & READONLY_FLAG == 0);
@@ -171,9 +172,9 @@ fn take_plain(buffer: Value, access: BufferAccess) -> Option<(Bytes, Lease)> {
     }
     let bytes = Bytes { base: head.base.cast(), size: head.size };
     if head.flags & LOCKED_FLAG == 0 {
-        // SAFETY: an unlocked IO::Buffer (its flags just read): locking it
-        // cannot raise, and runs no Ruby code.
-        unsafe { rb_sys::rb_io_buffer_lock(buffer.as_raw()) };
+        // What `rb_io_buffer_lock` does to an unlocked buffer, without its
+        // type check (done above) and call.
+        head.flags |= LOCKED_FLAG;
         return Some((bytes, Lease::Locked));
     }
     join(buffer);
@@ -209,10 +210,13 @@ fn give_back_plain(buffer: Value, lease: Lease) {
         }
         Lease::Joined => leave(key),
     };
-    if unlock && read_locked(buffer) == Some(true) {
-        // SAFETY: a locked IO::Buffer (just read) that we locked: unlocking
-        // cannot raise, and runs no Ruby code.
-        unsafe { rb_sys::rb_io_buffer_unlock(key) };
+    if unlock {
+        if let Some(head) = head(buffer) {
+            // SAFETY: `head` points into a live IO::Buffer's data (`take_plain`
+            // checked the reads); clearing the flag is what
+            // `rb_io_buffer_unlock` does to a locked buffer.
+            unsafe { (*head).flags &= !LOCKED_FLAG };
+        }
     }
 }
 
@@ -285,9 +289,10 @@ fn take(buffer: Value) -> Result<(), Error> {
 }
 
 /// The start of Ruby's private `struct rb_io_buffer` (3.1 to 3.4, on Linux).
-/// Read, never written, and only once the reads have agreed with Ruby's own
-/// answers on real buffers (`Checks`): the lock flag both unlocked and
-/// locked, and the bytes.
+/// Used only once the reads have agreed with Ruby's own answers on real
+/// buffers (`Checks`): the lock flag both unlocked and locked, and the
+/// bytes. The one write is the lock flag of the common case (`take_plain`,
+/// `give_back_plain`), set and cleared as `rb_io_buffer_lock`/`_unlock` do.
 #[repr(C)]
 struct BufferHead {
     base: *mut c_void,
@@ -377,7 +382,7 @@ fn slice_root(buffer: Value) -> Option<Value> {
     head(source).map(|_| source)
 }
 
-fn head(buffer: Value) -> Option<*const BufferHead> {
+fn head(buffer: Value) -> Option<*mut BufferHead> {
     let expected = BUFFER_TYPE.load(Ordering::Relaxed);
     if expected.is_null() {
         return None;
@@ -395,7 +400,7 @@ fn head(buffer: Value) -> Option<*const BufferHead> {
             return None;
         }
         let head = api.rtypeddata_get_data(raw).cast::<BufferHead>();
-        (!head.is_null()).then_some(head.cast_const())
+        (!head.is_null()).then_some(head)
     }
 }
 
