@@ -20,6 +20,7 @@ use std::cell::Cell;
 use std::os::fd::RawFd;
 
 use crate::ruby::buffer::BufferAccess;
+use crate::selector::fd_memo::FdMemo;
 
 /// How reads and writes reach a descriptor without blocking.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,49 +31,12 @@ pub enum Route {
     Plain,
 }
 
-/// Descriptors past this are not remembered (they take the `fcntl` route).
-const REMEMBERED: usize = 1 << 16;
-
 /// The route of each descriptor number, with the address of the IO object
 /// it was found for.
-#[derive(Default)]
-pub struct Routes(Vec<(u64, Option<Route>)>);
-
-impl Routes {
-    /// The route to `fd` through the IO object at `address`.
-    pub fn get(&mut self, fd: RawFd, address: u64) -> Route {
-        let Ok(index) = usize::try_from(fd) else {
-            return Route::Plain;
-        };
-        if index >= REMEMBERED {
-            return Route::Plain;
-        }
-        if let Some(&(known, Some(route))) = self.0.get(index) {
-            if known == address {
-                return route;
-            }
-        }
-        let route = probe(fd);
-        self.set(fd, address, route);
-        route
-    }
-
-    pub fn set(&mut self, fd: RawFd, address: u64, route: Route) {
-        let Ok(index) = usize::try_from(fd) else {
-            return;
-        };
-        if index >= REMEMBERED {
-            return;
-        }
-        if self.0.len() <= index {
-            self.0.resize(index + 1, (0, None));
-        }
-        self.0[index] = (address, Some(route));
-    }
-}
+pub type Routes = FdMemo<Route>;
 
 /// Ask the kernel whether `fd` is a socket, and of which type.
-fn probe(fd: RawFd) -> Route {
+pub fn probe(fd: RawFd) -> Route {
     let mut kind: libc::c_int = 0;
     let mut size = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
     // SAFETY: `kind` and `size` are locals of the sizes getsockopt expects.
@@ -225,12 +189,12 @@ mod tests {
         let (a, _b) = pair(true);
         let (r, _w) = pair(false);
         let mut routes = Routes::default();
-        assert_eq!(routes.get(a.as_raw_fd(), 1), Route::Socket { send_flags: libc::MSG_DONTWAIT });
-        assert_eq!(routes.get(r.as_raw_fd(), 1), Route::Plain);
+        assert_eq!(routes.get(a.as_raw_fd(), 1, probe), Route::Socket { send_flags: libc::MSG_DONTWAIT });
+        assert_eq!(routes.get(r.as_raw_fd(), 1, probe), Route::Plain);
         routes.set(r.as_raw_fd(), 1, Route::Socket { send_flags: 0 });
-        assert_eq!(routes.get(r.as_raw_fd(), 1), Route::Socket { send_flags: 0 }, "remembered");
-        assert_eq!(routes.get(r.as_raw_fd(), 2), Route::Plain, "another IO is asked about again");
-        assert_eq!(routes.get(-1, 1), Route::Plain);
+        assert_eq!(routes.get(r.as_raw_fd(), 1, probe), Route::Socket { send_flags: 0 }, "remembered");
+        assert_eq!(routes.get(r.as_raw_fd(), 2, probe), Route::Plain, "another IO is asked about again");
+        assert_eq!(routes.get(-1, 1, probe), Route::Plain);
     }
 
     #[test]

@@ -15,7 +15,7 @@ use std::os::fd::{AsRawFd, RawFd};
 
 use magnus::{rb_sys::AsRawValue, Error, IntoValue, Ruby, Value};
 
-use super::nonblock::{Channel, Route};
+use super::nonblock::{self, Channel, Route};
 use super::registry::Outcome;
 use super::{Anchor, EPoll, WaiterRefs};
 use crate::ruby::receiver::This;
@@ -146,7 +146,7 @@ impl transfer_loop::Io for EPoll {
         // before the channel is ever used.
         let fd = io::descriptor(ruby, io).unwrap_or(-1);
         let route = match call.position {
-            None if fd >= 0 => self.routes.borrow_mut().get(fd, io.as_raw()),
+            None if fd >= 0 => self.routes.borrow_mut().get(fd, io.as_raw(), nonblock::probe),
             _ => Route::Plain,
         };
         let backend = EPollIo { ruby, selector: self, channel: Channel::new(fd, route) };

@@ -3,6 +3,7 @@
 
 pub mod core;
 pub mod events;
+pub mod fd_memo;
 pub mod interrupt;
 pub mod process_wait;
 pub mod ready_queue;

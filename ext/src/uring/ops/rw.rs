@@ -8,12 +8,13 @@
 use io_uring::{opcode, squeue, types};
 use std::os::fd::RawFd;
 
-use magnus::{rb_sys::AsRawValue, Error, Ruby, Value};
+use magnus::{rb_sys::AsRawValue, Error, Ruby};
 
 use super::park::{OnInterrupt, Parked};
 use super::poll;
 use crate::ruby::buffer::BufferAccess;
 use crate::ruby::pins::Pin;
+use crate::selector::fd_memo::FdMemo;
 use crate::selector::transfer_loop::{self, Call, Transfer};
 use crate::uring::{SlotRefs, URing};
 
@@ -53,7 +54,8 @@ impl transfer_loop::Attempts for RingIo<'_> {
     fn attempt_now(&self, op: &Transfer, base: *mut u8, len: usize, position: Option<u64>) -> Result<isize, Error> {
         let result = self.now(op, base, len, position)?;
         let refused = result == -(libc::EOPNOTSUPP as isize)
-            || (result == -(libc::EAGAIN as isize) && self.selector.kinds.borrow_mut().is_file(op.fd, op.io));
+            || (result == -(libc::EAGAIN as isize)
+                && self.selector.kinds.borrow_mut().get(op.fd, op.io.as_raw(), is_file));
         if refused {
             return self.park(op, base, len, position);
         }
@@ -77,37 +79,10 @@ fn would_wait(result: isize) -> bool {
 
 /// Whether each descriptor is a file that never waits for readiness (a
 /// regular file, a block device, a directory), asked once (`fstat`) per
-/// descriptor number and IO object and remembered, as `epoll::nonblock`
-/// remembers sockets. A stale answer (the number reopened onto another kind
-/// of file under the same IO) costs at most one op that may wait, or one
-/// `-EAGAIN` on a file, which the caller's retry asks again.
-#[derive(Default)]
-pub struct Kinds(Vec<(u64, bool)>);
-
-/// Descriptors past this are asked every time.
-const REMEMBERED: usize = 1 << 16;
-
-impl Kinds {
-    fn is_file(&mut self, fd: RawFd, io: Value) -> bool {
-        let address = io.as_raw();
-        let Ok(index) = usize::try_from(fd) else {
-            return false;
-        };
-        if let Some(&(known, file)) = self.0.get(index) {
-            if known == address {
-                return file;
-            }
-        }
-        let file = is_file(fd);
-        if index < REMEMBERED {
-            if self.0.len() <= index {
-                self.0.resize(index + 1, (0, false));
-            }
-            self.0[index] = (address, file);
-        }
-        file
-    }
-}
+/// descriptor number and IO object. A stale answer (the number reopened
+/// onto another kind of file under the same IO) costs at most one op that
+/// may wait, or one `-EAGAIN` on a file, which the caller's retry asks again.
+pub type Kinds = FdMemo<bool>;
 
 fn is_file(fd: RawFd) -> bool {
     let mut stat = std::mem::MaybeUninit::<libc::stat>::uninit();
