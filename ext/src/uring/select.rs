@@ -11,13 +11,17 @@ use crate::ruby::receiver::This;
 use crate::ruby::{error, fiber};
 
 impl URing {
-    /// Resume the fibers of completed ops, oldest first. No borrow is held
-    /// while a fiber runs; a fiber resumed by another route in the meantime
-    /// has taken its result already and is skipped.
+    /// Resume the fibers of the ops that had completed when this began,
+    /// oldest first. Those the resumed fibers complete meanwhile (an inline
+    /// write reaps the read it made ready) wait for the next `select`: two
+    /// fibers that keep answering each other must not hold the loop here.
+    /// No borrow is held while a fiber runs; a fiber resumed by another
+    /// route in the meantime has taken its result already and is skipped.
     fn resume_completed(&self, ruby: &Ruby) -> Result<usize, Error> {
+        let mut budget = self.slots.borrow().ready_len();
         let mut resumed = 0;
         loop {
-            let next = self.slots.borrow_mut().next_ready().and_then(|refs| refs.fiber);
+            let next = self.slots.borrow_mut().next_ready(&mut budget).and_then(|refs| refs.fiber);
             let Some(next) = next else { return Ok(resumed) };
             resumed += 1;
             fiber::transfer(ruby.get_inner(next), &[])?;

@@ -135,13 +135,23 @@ impl<T> Slots<T> {
     }
 
     /// The next completed op to resume, with its refs (the fiber among them).
-    pub fn next_ready(&mut self) -> Option<&T> {
-        while let Some(handle) = self.ready.pop_front() {
+    /// The next completed op whose fiber waits, taking at most `budget`
+    /// positions of the ready queue (some may have been taken by another
+    /// route already).
+    pub fn next_ready(&mut self, budget: &mut usize) -> Option<&T> {
+        while *budget > 0 {
+            *budget -= 1;
+            let handle = self.ready.pop_front()?;
             if matches!(self.state(handle), Lifecycle::Completed { .. }) {
                 return self.slots.get(handle.0).map(|slot| &slot.refs);
             }
         }
         None
+    }
+
+    /// How many positions the ready queue has now.
+    pub fn ready_len(&self) -> usize {
+        self.ready.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -201,7 +211,7 @@ mod tests {
         let mut slots = Slots::default();
         let handle = slots.insert("fiber");
         assert!(slots.complete(handle.user_data(), 5, 0));
-        assert_eq!(slots.next_ready(), Some(&"fiber"));
+        assert_eq!(slots.next_ready(&mut 1), Some(&"fiber"));
         assert_eq!(slots.take_completed(handle), Some((5, 0, "fiber")));
         assert!(slots.is_empty());
         assert_eq!(slots.state(handle), Lifecycle::Free);
@@ -215,7 +225,7 @@ mod tests {
         assert_eq!(slots.take_completed(handle), None);
         assert!(!slots.complete(handle.user_data(), -125, 0));
         assert!(slots.is_empty());
-        assert_eq!(slots.next_ready(), None);
+        assert_eq!(slots.next_ready(&mut 1), None);
     }
 
     #[test]

@@ -20,6 +20,51 @@ module SelectorContract
       assert_kind_of Integer, selector.select(0.0)
     end
 
+    # Two fibers that keep answering each other (each write makes the other's
+    # read ready at once) must not hold the loop inside one select: what
+    # they make ready waits for the next select, so the event loop gets its
+    # turn (timers, other fibers, its own checks). URing once resumed them
+    # for as long as they went on: its inline write reaps the peer's read.
+    def test_select_returns_while_two_fibers_keep_answering_each_other
+      left, right = UNIXSocket.pair
+      rounds = 1000
+      done = 0
+      bounce = lambda do |io, starts|
+        fiber = Fiber.current
+        buffer = IO::Buffer.new(1)
+        send = lambda do
+          if selector.respond_to?(:io_write)
+            selector.io_write(fiber, io, buffer, 1)
+          else
+            io.write_nonblock("x")
+          end
+        end
+        receive = lambda do
+          if selector.respond_to?(:io_read)
+            selector.io_read(fiber, io, buffer, 1)
+          else
+            selector.io_wait(fiber, io, IO::READABLE) while io.read_nonblock(1, exception: false) == :wait_readable
+          end
+        end
+        send.call if starts
+        rounds.times do
+          receive.call
+          send.call
+        end
+        done += 1
+      end
+      Fiber.new { bounce.call(left, false) }.transfer
+      Fiber.new { bounce.call(right, true) }.transfer
+      first = selector.select(1)
+      assert_operator first, :<=, 2, "one select resumed the fibers #{first} times: they held the loop"
+      selects = 1
+      selects += 1 while done < 2 && selector.select(1) && selects < rounds * 8
+      assert_equal 2, done, "the fibers did not finish in #{selects} selects"
+    ensure
+      left&.close
+      right&.close
+    end
+
     def test_select_short_timeout_waits_roughly_that_long
       # Any signal to the process may end a blocking select early (PROTOCOL.md),
       # e.g. SIGCHLD from a child of an earlier test, so the lower bound must
