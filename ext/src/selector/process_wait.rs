@@ -42,7 +42,9 @@ pub fn init(ruby: &Ruby) {
 }
 
 pub fn process_wait(ruby: &Ruby, backend: &impl ChildWait, fiber: Value, pid: i32, flags: i32) -> Result<Value, Error> {
-    if pid <= 0 {
+    // A pidfd only reports an exit: a wait that must also see a child stop
+    // or continue waits on a helper thread.
+    if pid <= 0 || flags & (libc::WUNTRACED | libc::WCONTINUED) != 0 {
         return delegate(ruby, pid, flags);
     }
     loop {

@@ -22,7 +22,7 @@ pub fn process_wait(ruby: &Ruby, rb_self: This<URing>, target: Value, pid: i32, 
 
 impl ChildWait for URing {
     fn wait_for_change(&self, ruby: &Ruby, fiber: Value, pid: i32, _flags: i32) -> Result<Change, Error> {
-        Ok(if wait_for_change(ruby, self, fiber, pid)? { Change::Changed } else { Change::NoEvent })
+        wait_for_change(ruby, self, fiber, pid)
     }
 }
 
@@ -32,13 +32,17 @@ impl ChildWait for URing {
 /// exit work or fallback worker, as one still in flight when the ring goes
 /// away does, is written through whatever address space that worker has
 /// borrowed: another process's, a parent's whose heap mirrors ours after a
-/// fork. DESIGN.md, "process_wait".) False when resumed without an event. A
-/// process that is gone (or not ours) returns true at once, so that the
+/// fork. DESIGN.md, "process_wait".) `NoEvent` when resumed without an event. A
+/// process that is gone (or not ours) returns `Changed` at once, so that the
 /// reap reports the right error (ECHILD).
-fn wait_for_change(ruby: &Ruby, rb_self: &URing, target: Value, pid: i32) -> Result<bool, Error> {
+fn wait_for_change(ruby: &Ruby, rb_self: &URing, target: Value, pid: i32) -> Result<Change, Error> {
     let pidfd = match sys::pidfd_open(pid) {
         Ok(pidfd) => pidfd,
-        Err(error) if error.raw_os_error() == Some(libc::ESRCH) => return Ok(true),
+        Err(error) if error.raw_os_error() == Some(libc::ESRCH) => return Ok(Change::Changed),
+        // No pidfds here (before Linux 5.3, or refused): a helper thread waits.
+        Err(error) if matches!(error.raw_os_error(), Some(libc::ENOSYS | libc::EPERM)) => {
+            return Ok(Change::Unsupported)
+        }
         Err(error) => return Err(error::from_io(ruby, error, "pidfd_open")),
     };
     let fd = std::os::fd::AsRawFd::as_raw_fd(&pidfd);
@@ -49,7 +53,7 @@ fn wait_for_change(ruby: &Ruby, rb_self: &URing, target: Value, pid: i32) -> Res
     // the final completion.
     match unsafe { rb_self.park(ruby, refs, build, OnInterrupt::Orphan) }? {
         // ECHILD and friends: let the reap raise the matching Errno.
-        Parked::Completed { .. } => Ok(true),
-        Parked::NoEvent => Ok(false),
+        Parked::Completed { .. } => Ok(Change::Changed),
+        Parked::NoEvent => Ok(Change::NoEvent),
     }
 }
