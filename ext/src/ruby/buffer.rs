@@ -171,10 +171,7 @@ fn take_plain(buffer: Value, access: BufferAccess) -> Option<(Bytes, Lease)> {
         return None;
     }
     let bytes = Bytes { base: head.base.cast(), size: head.size };
-    if head.flags & LOCKED_FLAG == 0 {
-        // What `rb_io_buffer_lock` does to an unlocked buffer, without its
-        // type check (done above) and call.
-        head.flags |= LOCKED_FLAG;
+    if head.set_locked(true) {
         return Some((bytes, Lease::Locked));
     }
     join(buffer);
@@ -212,10 +209,9 @@ fn give_back_plain(buffer: Value, lease: Lease) {
     };
     if unlock {
         if let Some(head) = head(buffer) {
-            // SAFETY: `head` points into a live IO::Buffer's data (`take_plain`
-            // checked the reads); clearing the flag is what
-            // `rb_io_buffer_unlock` does to a locked buffer.
-            unsafe { (*head).flags &= !LOCKED_FLAG };
+            // SAFETY: `head` points into a live IO::Buffer's data, whose reads
+            // `take_plain` relied on; no Ruby code runs meanwhile.
+            unsafe { (*head).set_locked(false) };
         }
     }
 }
@@ -291,14 +287,37 @@ fn take(buffer: Value) -> Result<(), Error> {
 /// The start of Ruby's private `struct rb_io_buffer` (3.1 to 3.4, on Linux).
 /// Used only once the reads have agreed with Ruby's own answers on real
 /// buffers (`Checks`): the lock flag both unlocked and locked, and the
-/// bytes. The one write is the lock flag of the common case (`take_plain`,
-/// `give_back_plain`), set and cleared as `rb_io_buffer_lock`/`_unlock` do.
+/// bytes. The one write is the lock flag (`set_locked`).
 #[repr(C)]
 struct BufferHead {
     base: *mut c_void,
     size: usize,
     flags: u32,
     source: rb_sys::VALUE,
+}
+
+impl BufferHead {
+    /// Lock or unlock as `rb_io_buffer_lock`/`_unlock` do to a buffer in the
+    /// other state (they only check its type, then flip this flag). False,
+    /// with nothing done, if it was so already.
+    fn set_locked(&mut self, locked: bool) -> bool {
+        if (self.flags & LOCKED_FLAG != 0) == locked {
+            return false;
+        }
+        self.flags ^= LOCKED_FLAG;
+        true
+    }
+}
+
+/// `BufferHead::set_locked` on `buffer`, once the direct reads are known to
+/// work here; `None` (nothing done) sends the caller to Ruby's own calls.
+fn set_locked(buffer: Value, locked: bool) -> Option<bool> {
+    if !Checks::passed() {
+        return None;
+    }
+    // SAFETY: `head` returns a pointer only into a live IO::Buffer's data;
+    // no Ruby code runs while the reference lives.
+    head(buffer).map(|head| unsafe { (*head).set_locked(locked) })
 }
 
 const LOCKED_FLAG: u32 = rb_sys::rb_io_buffer_flags::RB_IO_BUFFER_LOCKED as u32;
@@ -406,15 +425,15 @@ fn head(buffer: Value) -> Option<*mut BufferHead> {
 
 /// Lock `buffer` unless its owner already has. True if we locked it.
 fn lock_unless_locked(buffer: Value) -> Result<bool, Error> {
-    if let Some(locked) = read_locked(buffer) {
-        return lock_unless_locked_known(buffer, locked);
+    if let Some(locked_by_us) = set_locked(buffer, true) {
+        return Ok(locked_by_us);
     }
     // Ruby's answers, which also check the direct reads for later calls.
     if CHECKED.load(Ordering::Relaxed) == 0 {
         CHECKED.fetch_or(Checks::PROBED, Ordering::Relaxed);
         check_on_a_probe()?;
-        if let Some(locked) = read_locked(buffer) {
-            return lock_unless_locked_known(buffer, locked);
+        if let Some(locked_by_us) = set_locked(buffer, true) {
+            return Ok(locked_by_us);
         }
     }
     learn_type(buffer);
@@ -466,16 +485,6 @@ fn check_on_a_probe() -> Result<(), Error> {
     Ok(())
 }
 
-/// As `lock_unless_locked`, with the flag just read directly (no Ruby code
-/// has run since).
-fn lock_unless_locked_known(buffer: Value, locked: bool) -> Result<bool, Error> {
-    if !locked {
-        // SAFETY: an unlocked IO::Buffer: locking it cannot raise.
-        unsafe { rb_sys::rb_io_buffer_lock(buffer.as_raw()) };
-    }
-    Ok(!locked)
-}
-
 /// Take IO::Buffer's data type from the first buffer seen.
 fn learn_type(buffer: Value) {
     if !BUFFER_TYPE.load(Ordering::Relaxed).is_null() || !is_buffer(buffer) {
@@ -517,14 +526,10 @@ pub fn keep_lent_forever(buffer: Value) {
 
 fn give_back(buffer: Value) -> Result<(), Error> {
     let key = buffer.as_raw();
-    if leave(key) {
-        if read_locked(buffer) == Some(true) {
-            // SAFETY: a locked IO::Buffer (just read): unlocking cannot raise.
-            unsafe { rb_sys::rb_io_buffer_unlock(key) };
-        } else {
-            // SAFETY: as in `take`; we locked it, so it is ours to unlock.
-            magnus::rb_sys::protect(|| unsafe { rb_sys::rb_io_buffer_unlock(key) })?;
-        }
+    if leave(key) && set_locked(buffer, false) != Some(true) {
+        // SAFETY: as in `take`; we locked it, so it is ours to unlock (Ruby
+        // raises, and protect catches, if somebody unlocked it meanwhile).
+        magnus::rb_sys::protect(|| unsafe { rb_sys::rb_io_buffer_unlock(key) })?;
     }
     Ok(())
 }

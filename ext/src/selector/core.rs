@@ -218,8 +218,16 @@ impl Core {
 
     /// Run every fiber queued before this call once, oldest first, skipping
     /// dead ones. Returns how many ran.
+    #[inline]
     pub fn flush_ready(&self, ruby: &Ruby) -> Result<usize, Error> {
-        let mut budget = self.state.borrow().ready.flush_budget();
+        let budget = self.state.borrow().ready.flush_budget();
+        if budget == 0 {
+            return Ok(0);
+        }
+        self.flush_ready_within(ruby, budget)
+    }
+
+    fn flush_ready_within(&self, ruby: &Ruby, mut budget: usize) -> Result<usize, Error> {
         let mut ran = 0;
         while budget > 0 {
             let next = self.state.borrow_mut().ready.pop_within(&mut budget);

@@ -9,7 +9,7 @@ mod submit;
 mod teardown;
 
 use crate::ruby::receiver::This;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 use magnus::{
     function, gc::Marker, method, prelude::*, typed_data::DataTypeFunctions, value::Opaque, Error, RModule, Ruby,
@@ -58,6 +58,8 @@ pub struct URing {
     ring: RefCell<Option<Ring>>,
     /// The op table. Never borrowed across a fiber switch or a Ruby call.
     slots: RefCell<Slots<SlotRefs>>,
+    /// The op `complete_now` waits for (ops::park::Inline).
+    inline: Cell<ops::park::Inline>,
     /// Which descriptors are files that never wait for readiness (see
     /// `ops::rw`); borrowed for single look-ups only.
     kinds: RefCell<ops::rw::Kinds>,
@@ -102,6 +104,7 @@ impl URing {
             core,
             ring: RefCell::new(Some(ring)),
             slots: RefCell::new(Slots::default()),
+            inline: Cell::default(),
             kinds: RefCell::default(),
         })
     }

@@ -16,6 +16,10 @@ pub const USER_DATA_WAKEUP: u64 = SENTINEL | 1;
 pub const USER_DATA_CANCEL: u64 = SENTINEL | 2;
 /// The wait timeout on kernels without `EXT_ARG`.
 pub const USER_DATA_TIMEOUT: u64 = SENTINEL | 3;
+/// Bits 63 and 62 mark an op its caller completes without parking
+/// (`URing::complete_now`); the other bits count such ops, so a late
+/// completion of one given up on never passes for a later one.
+pub const INLINE_TAG: u64 = SENTINEL | 1 << 62;
 
 /// `IORING_ENTER_GETEVENTS`.
 const ENTER_GETEVENTS: u32 = 1;

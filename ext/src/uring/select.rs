@@ -20,12 +20,13 @@ impl URing {
     fn resume_completed(&self, ruby: &Ruby) -> Result<usize, Error> {
         let mut budget = self.slots.borrow().ready_len();
         let mut resumed = 0;
-        loop {
+        while budget > 0 {
             let next = self.slots.borrow_mut().next_ready(&mut budget).and_then(|refs| refs.fiber);
             let Some(next) = next else { return Ok(resumed) };
             resumed += 1;
             fiber::transfer(ruby.get_inner(next), &[])?;
         }
+        Ok(resumed)
     }
 
     fn block(&self, ruby: &Ruby, timeout: Option<Duration>) -> Result<(), Error> {

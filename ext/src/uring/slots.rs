@@ -43,9 +43,6 @@ pub enum Lifecycle {
 struct Slot<T> {
     state: Lifecycle,
     refs: T,
-    /// Whether its completion queues a fiber to resume (false for ops
-    /// completed by their caller without switching: `URing::complete_now`).
-    resumes: bool,
 }
 
 pub struct Slots<T> {
@@ -63,12 +60,7 @@ impl<T> Default for Slots<T> {
 impl<T> Slots<T> {
     /// A slot for an op whose fiber parks: its completion queues it.
     pub fn insert(&mut self, refs: T) -> OpHandle {
-        OpHandle(self.slots.insert(Slot { state: Lifecycle::Pending, refs, resumes: true }))
-    }
-
-    /// A slot for an op its caller completes itself (nobody to resume).
-    pub fn insert_inline(&mut self, refs: T) -> OpHandle {
-        OpHandle(self.slots.insert(Slot { state: Lifecycle::Pending, refs, resumes: false }))
+        OpHandle(self.slots.insert(Slot { state: Lifecycle::Pending, refs }))
     }
 
     pub fn state(&self, handle: OpHandle) -> Lifecycle {
@@ -93,11 +85,8 @@ impl<T> Slots<T> {
         match self.state(handle) {
             Lifecycle::Pending => {
                 self.set_state(handle, Lifecycle::Completed { result, flags });
-                let resumes = self.slots.get(handle.0).is_some_and(|slot| slot.resumes);
-                if resumes {
-                    self.ready.push_back(handle);
-                }
-                resumes
+                self.ready.push_back(handle);
+                true
             }
             Lifecycle::Orphaned => {
                 self.release(handle);

@@ -3,7 +3,7 @@
 
 use magnus::{Error, Ruby};
 
-use super::ring::Ring;
+use super::ring::{Ring, INLINE_TAG};
 use super::URing;
 use crate::ruby::error;
 
@@ -28,6 +28,7 @@ impl URing {
     /// task work flagged: no system call).
     pub(super) fn reap(&self, ruby: &Ruby) -> Result<usize, Error> {
         let slots = &self.slots;
+        let inline = &self.inline;
         let result = self.with_ring(ruby, |ring| -> std::io::Result<usize> {
             if ring.needs_enter() {
                 match ring.submit() {
@@ -40,7 +41,9 @@ impl URing {
             let mut slots = slots.borrow_mut();
             let mut queued = 0;
             ring.reap(|user_data, result, flags| {
-                if slots.complete(user_data, result, flags) {
+                if user_data & INLINE_TAG == INLINE_TAG {
+                    inline.set(inline.get().completed(user_data, result));
+                } else if slots.complete(user_data, result, flags) {
                     queued += 1;
                 }
             })?;

@@ -2,9 +2,10 @@
 //! when the fiber comes back without the completion (STYLE.md section 3.2).
 
 use io_uring::squeue;
-use magnus::{Error, Ruby};
+use magnus::{Error, Ruby, Value};
 
 use crate::ruby::fiber;
+use crate::uring::ring::INLINE_TAG;
 use crate::uring::slots::{Lifecycle, OpHandle};
 use crate::uring::{SlotRefs, URing};
 
@@ -17,6 +18,39 @@ pub enum OnInterrupt {
     /// The kernel may write memory the slot does not own (the caller's
     /// buffer): cancel and wait until the op has completed before returning.
     Drain,
+}
+
+/// The op `complete_now` waits for. It needs no slot: no Ruby code runs
+/// until it has completed (or the ring failed), so there is at most one,
+/// nobody to resume, and nothing to mark that its caller does not hold.
+#[derive(Clone, Copy, Default)]
+pub struct Inline {
+    /// How many inline ops this selector has started (their `user_data`).
+    started: u64,
+    /// The `user_data` of the one in flight, and its result once reaped.
+    awaited: u64,
+    result: Option<i32>,
+}
+
+impl Inline {
+    /// Start the next op: its `user_data`.
+    fn start(self) -> (Inline, u64) {
+        let user_data = INLINE_TAG | (self.started & !INLINE_TAG);
+        (Inline { started: self.started.wrapping_add(1), awaited: user_data, result: None }, user_data)
+    }
+
+    /// Record a reaped completion (one given up on is ignored).
+    pub fn completed(self, user_data: u64, result: i32) -> Inline {
+        if user_data == self.awaited {
+            Inline { result: Some(result), ..self }
+        } else {
+            self
+        }
+    }
+
+    fn result(self, user_data: u64) -> Option<i32> {
+        self.result.filter(|_| self.awaited == user_data)
+    }
 }
 
 /// How the op ended for the waiter.
@@ -83,25 +117,35 @@ impl URing {
 
     /// Submit `entry` at once and wait for its completion without switching
     /// fibers (for quick ops such as close, which the kernel runs inline, and
-    /// attempts that may not wait). `refs.buffer` names the buffer the op
-    /// uses, if any: should the ring fail before the op completes, it is kept
-    /// lent for good (`drain`).
+    /// attempts that may not wait). `buffer` is the buffer the op uses, if
+    /// any: should the ring fail before the op completes, it is kept lent
+    /// for good.
     ///
     /// # Safety
-    /// As `park`.
+    /// As `park`; and no Ruby code may run while this waits (nothing here
+    /// runs any), since the op has no slot: the caller's frames hold what it
+    /// uses.
     pub unsafe fn complete_now(
         &self,
         ruby: &Ruby,
-        refs: SlotRefs,
+        buffer: Option<Value>,
         build: impl FnOnce(u64) -> squeue::Entry,
     ) -> Result<i32, Error> {
         self.core.check_owner(ruby)?;
-        let handle = self.slots.borrow_mut().insert_inline(refs);
-        let entry = build(handle.user_data());
-        // SAFETY: forwarded from the caller's contract.
-        unsafe { self.queue(ruby, handle, &entry) }?;
+        let (inline, user_data) = self.inline.get().start();
+        self.inline.set(inline);
+        // SAFETY: forwarded from the caller's contract. If it fails, the
+        // kernel never saw the entry.
+        unsafe { self.push_sqe(ruby, &build(user_data)) }?;
         let submitted = self.submit_now(ruby);
-        let result = self.drain(ruby, handle);
+        self.wait_until(ruby, || self.inline.get().result(user_data).is_some());
+        let result = self.inline.get().result(user_data);
+        if result.is_none() {
+            // Only when the ring failed: the kernel may still use the buffer.
+            if let Some(buffer) = buffer {
+                crate::ruby::buffer::keep_lent_forever(buffer);
+            }
+        }
         submitted?;
         result.ok_or_else(|| crate::ruby::error::io_error(ruby, "selector closed while an operation was in flight"))
     }
@@ -159,19 +203,7 @@ impl URing {
     /// op behind `handle` has completed, recording other completions without
     /// resuming anybody, then free its slot.
     fn drain(&self, ruby: &Ruby, handle: OpHandle) -> Option<i32> {
-        let _ = self.reap(ruby);
-        while self.slots.borrow().state(handle) == Lifecycle::Pending {
-            let waited = self.wait_a_little(ruby);
-            let waited = match waited {
-                // A signal: the op is still in flight; go on waiting.
-                Ok(Err(error)) if error.kind() == std::io::ErrorKind::Interrupted => Ok(Ok(())),
-                other => other,
-            };
-            if !matches!(waited, Ok(Ok(()))) || self.reap(ruby).is_err() {
-                // The ring is gone or failing: nothing will complete any more.
-                break;
-            }
-        }
+        self.wait_until(ruby, || self.slots.borrow().state(handle) != Lifecycle::Pending);
         let mut slots = self.slots.borrow_mut();
         let taken = slots.take_completed(handle).map(|(result, _, _)| result);
         if taken.is_none() {
@@ -184,5 +216,55 @@ impl URing {
             });
         }
         taken
+    }
+
+    /// Reap, and wait for completions, recording them without resuming
+    /// anybody, until `done` (or until the ring fails: nothing will
+    /// complete any more).
+    fn wait_until(&self, ruby: &Ruby, done: impl Fn() -> bool) {
+        let _ = self.reap(ruby);
+        while !done() {
+            let waited = self.wait_a_little(ruby);
+            let waited = match waited {
+                // A signal: the op is still in flight; go on waiting.
+                Ok(Err(error)) if error.kind() == std::io::ErrorKind::Interrupted => Ok(Ok(())),
+                other => other,
+            };
+            if !matches!(waited, Ok(Ok(()))) || self.reap(ruby).is_err() {
+                // The ring is gone or failing: nothing will complete any more.
+                break;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_inline_result_is_taken_only_for_the_op_awaited() {
+        let (first, first_data) = Inline::default().start();
+        assert_eq!(first.result(first_data), None);
+        // The first op is given up on (its ring failed); the next one starts.
+        let (second, second_data) = first.start();
+        assert_ne!(first_data, second_data);
+        assert_eq!(second_data & INLINE_TAG, INLINE_TAG);
+        // The first op's late completion is not the second's result.
+        let second = second.completed(first_data, 7);
+        assert_eq!(second.result(second_data), None);
+        assert_eq!(second.result(first_data), None);
+        let second = second.completed(second_data, 3);
+        assert_eq!(second.result(second_data), Some(3));
+        // Nor does a result outlive the op it belongs to.
+        let (third, third_data) = second.start();
+        assert_eq!(third.result(third_data), None);
+    }
+
+    #[test]
+    fn inline_user_data_never_decodes_as_a_slot() {
+        let (_, user_data) = Inline { started: u64::MAX, ..Inline::default() }.start();
+        assert_eq!(user_data & INLINE_TAG, INLINE_TAG);
+        assert!(OpHandle::decode(user_data).is_none());
     }
 }

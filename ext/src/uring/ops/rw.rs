@@ -124,11 +124,10 @@ impl RingIo<'_> {
     /// the descriptor's look-up and the kernel's use of it.
     fn now(&self, op: &Transfer, base: *mut u8, len: usize, position: Option<u64>) -> Result<isize, Error> {
         let build = Self::entry(op, base, len, position, libc::RWF_NOWAIT);
-        let refs = SlotRefs { buffer: Some(op.buffer.into()), ..SlotRefs::default() };
         // SAFETY: `base..base+len` lies in the locked buffer, which the caller
         // holds until this returns; the op has completed by then, or, if the
         // ring failed first, the buffer is kept lent for good.
-        unsafe { self.selector.complete_now(self.ruby, refs, build) }.map(|result| result as isize)
+        unsafe { self.selector.complete_now(self.ruby, Some(op.buffer), build) }.map(|result| result as isize)
     }
 
     /// One read or write that waits for the descriptor in the kernel while
