@@ -10,7 +10,8 @@
 //! locked it, leaving while others hold it, hands them the unlock, and the
 //! last of them unlocks. A buffer its owner locked (Ruby locks the buffers
 //! it lends to scheduler hooks, and unlocks them itself) is only counted,
-//! never unlocked by us. An entry also keeps its buffer alive (it is marked
+//! never unlocked by us, and its bytes are used across a fiber switch only
+//! if Ruby code cannot unlock it meanwhile (`Loan::is_steady`). An entry also keeps its buffer alive (it is marked
 //! through `pins::Root`), so the table never names a freed object, even when
 //! a call's frame is never unwound (its fiber is never resumed): that buffer
 //! then stays locked, which is a leak, never a use after free.
@@ -98,17 +99,74 @@ pub(super) fn mark_lent(marker: &Marker) {
     }
 }
 
+/// One call's loan of a buffer (see `with_lent`).
+pub struct Loan {
+    buffer: Value,
+    /// The buffer a slice was cut from, lent too.
+    root: Option<Value>,
+    access: BufferAccess,
+    bytes: Bytes,
+    steady: bool,
+}
+
+impl Loan {
+    pub fn bytes(&self) -> Bytes {
+        self.bytes
+    }
+
+    /// Whether the bytes stay valid whatever runs, fiber switches included,
+    /// until the loan ends: the lock is ours (we locked it, or another of
+    /// our calls did and the last of us unlocks), or only the C code that
+    /// made the buffer over its own memory can lift it (the buffers Ruby
+    /// lends to scheduler hooks, locked until the hook returns). A buffer
+    /// locked by Ruby code (`IO::Buffer#locked { }`) is not steady: that
+    /// block can end, and the buffer be freed or resized, while our fiber
+    /// is switched out. Its bytes must never be held across a switch; see
+    /// `refresh`.
+    pub fn is_steady(&self) -> bool {
+        self.steady
+    }
+
+    /// The bytes as they are now, for a loan that is not steady, before each
+    /// use: whatever ran since may have unlocked, resized or freed the buffer.
+    /// If its owner has let go, we lock it now (and the loan is steady from
+    /// then on). Ruby's checked accessors raise for a buffer that can no
+    /// longer be used; a freed one has no bytes left.
+    pub fn refresh(&mut self) -> Result<Bytes, Error> {
+        if self.steady {
+            return Ok(self.bytes);
+        }
+        let mut steady = true;
+        for lent_buffer in std::iter::once(self.buffer).chain(self.root) {
+            steady &= relock(lent_buffer)?;
+        }
+        let fresh = bytes(self.buffer, self.access)?;
+        if fresh.base.is_null() {
+            let ruby = magnus::Ruby::get_with(self.buffer);
+            return Err(super::error::io_error(&ruby, "the buffer was freed while the call was using it"));
+        }
+        self.bytes = fresh;
+        self.steady = steady;
+        Ok(self.bytes)
+    }
+}
+
 /// Lend `buffer` for one I/O call: it cannot be freed or resized until `f`
-/// and every other call holding it have returned. A non-buffer raises
+/// and every other call holding it have returned, unless its owner locked
+/// it and lets go meanwhile (`Loan::is_steady`). A non-buffer raises
 /// `TypeError`; a read-only buffer given to fill, or a freed one, raises
 /// too (Ruby's own checks).
 pub fn with_lent<R>(
     buffer: Value,
     access: BufferAccess,
-    f: impl FnOnce(Bytes) -> Result<R, Error>,
+    f: impl FnOnce(&mut Loan) -> Result<R, Error>,
 ) -> Result<R, Error> {
     if let Some((bytes, lease)) = take_plain(buffer, access) {
-        let result = f(bytes);
+        let steady = match lease {
+            Lease::Locked => true,
+            Lease::Joined => holds_lock(buffer) || is_c_owned(buffer),
+        };
+        let result = f(&mut Loan { buffer, root: None, access, bytes, steady });
         give_back_plain(buffer, lease);
         return result;
     }
@@ -124,13 +182,15 @@ pub fn with_lent<R>(
             return Err(error);
         }
     }
+    let steady = std::iter::once(buffer).chain(root).all(|lent| holds_lock(lent) || is_c_owned(lent));
+    let lend = |bytes| f(&mut Loan { buffer, root, access, bytes, steady });
     let result = match read_bytes(buffer, access) {
-        Some(bytes) => f(bytes),
+        Some(bytes) => lend(bytes),
         None => bytes(buffer, access).and_then(|checked| {
             if let Some(direct) = unchecked_read_bytes(buffer, access) {
                 Checks::record(Checks::BYTES, (direct.base, direct.size) == (checked.base, checked.size));
             }
-            f(checked)
+            lend(checked)
         }),
     };
     let root_given_back = root.map_or(Ok(()), give_back);
@@ -214,6 +274,49 @@ fn give_back_plain(buffer: Value, lease: Lease) {
             unsafe { (*head).set_locked(false) };
         }
     }
+}
+
+/// Whether the lock on `buffer` is ours: its table entry says one of our
+/// calls locked it (and the last of them unlocks).
+fn holds_lock(buffer: Value) -> bool {
+    lent().as_ref().and_then(|map| map.get(&buffer.as_raw())).is_some_and(|lent| lent.locked_by_us)
+}
+
+/// For a loan whose lock was its owner's: take the lock if the owner has
+/// let go since. True if the lock is now ours, or can only be lifted by
+/// the C code that made the buffer (`is_c_owned`).
+fn relock(buffer: Value) -> Result<bool, Error> {
+    if holds_lock(buffer) {
+        return Ok(true);
+    }
+    if lock_unless_locked(buffer)? {
+        // Our holder's entry (every loan that is not steady has one) now
+        // owes the unlock; without one the buffer stays locked: a leak.
+        if let Some(lent) = lent().as_mut().and_then(|map| map.get_mut(&buffer.as_raw())) {
+            lent.locked_by_us = true;
+        }
+        return Ok(true);
+    }
+    Ok(is_c_owned(buffer))
+}
+
+/// A buffer that C code made over memory of its own (none of Ruby's
+/// `INTERNAL`, `MAPPED` or `EXTERNAL` flags, no source object): what
+/// `rb_io_buffer_new(base, size, LOCKED)` makes for a scheduler hook. Ruby
+/// code has no way to unlock, free or resize it while it is locked; its
+/// maker unlocks it after the hook has returned.
+fn is_c_owned(buffer: Value) -> bool {
+    const MADE_BY_RUBY: u32 = rb_sys::rb_io_buffer_flags::RB_IO_BUFFER_INTERNAL as u32
+        | rb_sys::rb_io_buffer_flags::RB_IO_BUFFER_MAPPED as u32
+        | rb_sys::rb_io_buffer_flags::RB_IO_BUFFER_EXTERNAL as u32;
+    if !Checks::passed() {
+        return false;
+    }
+    // SAFETY: `head` returns a pointer only into a live IO::Buffer's data.
+    head(buffer).is_some_and(|head| unsafe {
+        let head = &*head;
+        !head.base.is_null() && head.flags & MADE_BY_RUBY == 0 && head.source == rb_sys::Qnil as rb_sys::VALUE
+    })
 }
 
 /// Count one holder of the buffer at `key` out; true if it was the last and

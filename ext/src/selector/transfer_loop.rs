@@ -24,6 +24,10 @@ pub struct Transfer {
     pub fd: RawFd,
     pub buffer: Value,
     pub access: BufferAccess,
+    /// Whether the attempt's bytes may stay in use across a fiber switch
+    /// (`Loan::is_steady`). An attempt on bytes that may not must complete
+    /// before any other Ruby code runs: it may not park with them.
+    pub steady: bool,
 }
 
 /// What a backend provides to the loop: single attempts and the wait between them.
@@ -56,7 +60,8 @@ pub trait Attempts {
 /// (closed included), as in io-event.
 pub fn run(ruby: &Ruby, backend: &impl Attempts, call: Call) -> Result<i64, Error> {
     let Call { fiber, io, buffer, access, length, offset, position } = call;
-    buffer::with_lent(buffer, access, |bytes| {
+    buffer::with_lent(buffer, access, |loan| {
+        let mut bytes = loan.bytes();
         if offset > bytes.size {
             return Ok(-i64::from(libc::EINVAL));
         }
@@ -66,8 +71,9 @@ pub fn run(ruby: &Ruby, backend: &impl Attempts, call: Call) -> Result<i64, Erro
         // The descriptor is looked up again before every attempt and every
         // wait: each of them may let other fibers run, and one of them may
         // have closed the IO (IOError) or put another file under its number.
-        let current =
-            || -> Result<Transfer, Error> { Ok(Transfer { fiber, io, fd: io::descriptor(ruby, io)?, buffer, access }) };
+        let current = |steady| -> Result<Transfer, Error> {
+            Ok(Transfer { fiber, io, fd: io::descriptor(ruby, io)?, buffer, access, steady })
+        };
         let ready_for = match access {
             BufferAccess::Fill => events::READABLE,
             BufferAccess::Drain => events::WRITABLE,
@@ -76,10 +82,20 @@ pub fn run(ruby: &Ruby, backend: &impl Attempts, call: Call) -> Result<i64, Erro
         let mut remaining = length;
         let mut total: usize = 0;
         while offset < bytes.size {
+            let at = position.map(|p| p + total as u64);
+            let mut op = current(loan.is_steady())?;
+            if !op.steady {
+                // Whatever ran since the last look (the descriptor's look-up
+                // included) may have changed the buffer: look again, last
+                // thing before the attempt.
+                bytes = loan.refresh()?;
+                op.steady = loan.is_steady();
+                if offset >= bytes.size {
+                    break;
+                }
+            }
             // SAFETY: offset < size, so the pointer stays inside the buffer.
             let base = unsafe { bytes.base.add(offset) };
-            let at = position.map(|p| p + total as u64);
-            let op = current()?;
             let result = if length == 0 {
                 backend.attempt_now(&op, base, bytes.size - offset, at)?
             } else {
@@ -99,7 +115,7 @@ pub fn run(ruby: &Ruby, backend: &impl Attempts, call: Call) -> Result<i64, Erro
                 if total > 0 && !backend.may_wait() {
                     break;
                 }
-                backend.wait_ready(&current()?, ready_for)?;
+                backend.wait_ready(&current(loan.is_steady())?, ready_for)?;
             } else if total > 0 {
                 break;
             } else {

@@ -20,23 +20,34 @@ pub enum OnInterrupt {
     Drain,
 }
 
-/// The op `complete_now` waits for. It needs no slot: no Ruby code runs
-/// until it has completed (or the ring failed), so there is at most one,
-/// nobody to resume, and nothing to mark that its caller does not hold.
+/// The op `complete_now` waits for. It needs no slot: nothing switches
+/// fibers until it has completed (or the ring failed), so there is nobody
+/// to resume, and nothing to mark that its caller does not hold. There is
+/// at most one at a time: Ruby code that runs meanwhile (a TracePoint hook
+/// on an exception being made) cannot start another.
 #[derive(Clone, Copy, Default)]
 pub struct Inline {
     /// How many inline ops this selector has started (their `user_data`).
     started: u64,
-    /// The `user_data` of the one in flight, and its result once reaped.
+    /// The `user_data` of the one in progress (0: none), and its result
+    /// once reaped.
     awaited: u64,
     result: Option<i32>,
 }
 
 impl Inline {
-    /// Start the next op: its `user_data`.
-    fn start(self) -> (Inline, u64) {
+    /// Start the next op: its `user_data`; `None` while one is in progress.
+    fn start(self) -> Option<(Inline, u64)> {
+        if self.awaited != 0 {
+            return None;
+        }
         let user_data = INLINE_TAG | (self.started & !INLINE_TAG);
-        (Inline { started: self.started.wrapping_add(1), awaited: user_data, result: None }, user_data)
+        Some((Inline { started: self.started.wrapping_add(1), awaited: user_data, result: None }, user_data))
+    }
+
+    /// The op in progress is over (a late completion of it is ignored).
+    fn finish(self) -> Inline {
+        Inline { awaited: 0, result: None, ..self }
     }
 
     /// Record a reaped completion (one given up on is ignored).
@@ -121,33 +132,71 @@ impl URing {
     /// any: should the ring fail before the op completes, it is kept lent
     /// for good.
     ///
+    /// With `keep_gvl`, any wait for the completion holds the GVL, so that no
+    /// other thread runs either (for bytes that are not steady: see
+    /// `Loan::is_steady`).
+    ///
     /// # Safety
-    /// As `park`; and no Ruby code may run while this waits (nothing here
-    /// runs any), since the op has no slot: the caller's frames hold what it
-    /// uses.
+    /// As `park`. The op has no slot: the caller's frames hold what it uses.
     pub unsafe fn complete_now(
         &self,
         ruby: &Ruby,
         buffer: Option<Value>,
+        keep_gvl: bool,
         build: impl FnOnce(u64) -> squeue::Entry,
     ) -> Result<i32, Error> {
         self.core.check_owner(ruby)?;
-        let (inline, user_data) = self.inline.get().start();
+        let Some((inline, user_data)) = self.inline.get().start() else {
+            return Err(crate::ruby::error::runtime_error(
+                ruby,
+                "selector is completing another operation: code run meanwhile cannot start one",
+            ));
+        };
         self.inline.set(inline);
-        // SAFETY: forwarded from the caller's contract. If it fails, the
-        // kernel never saw the entry.
-        unsafe { self.push_sqe(ruby, &build(user_data)) }?;
-        let submitted = self.submit_now(ruby);
-        self.wait_until(ruby, || self.inline.get().result(user_data).is_some());
-        let result = self.inline.get().result(user_data);
-        if result.is_none() {
-            // Only when the ring failed: the kernel may still use the buffer.
-            if let Some(buffer) = buffer {
-                crate::ruby::buffer::keep_lent_forever(buffer);
+        // SAFETY: forwarded from the caller's contract.
+        let result = unsafe { self.run_inline(ruby, user_data, keep_gvl, build) };
+        self.inline.set(self.inline.get().finish());
+        match result {
+            Ok(result) => Ok(result),
+            Err((error, in_flight)) => {
+                if in_flight {
+                    // Only when the ring failed: the kernel may still use the buffer.
+                    if let Some(buffer) = buffer {
+                        crate::ruby::buffer::keep_lent_forever(buffer);
+                    }
+                }
+                Err(error)
             }
         }
-        submitted?;
-        result.ok_or_else(|| crate::ruby::error::io_error(ruby, "selector closed while an operation was in flight"))
+    }
+
+    /// `complete_now`'s op, started: push, submit, wait. The result wins over
+    /// an error met on the way; an error says whether the op may still be in
+    /// flight.
+    ///
+    /// # Safety
+    /// As `complete_now`.
+    unsafe fn run_inline(
+        &self,
+        ruby: &Ruby,
+        user_data: u64,
+        keep_gvl: bool,
+        build: impl FnOnce(u64) -> squeue::Entry,
+    ) -> Result<i32, (Error, bool)> {
+        // SAFETY: forwarded from the caller's contract. If it fails, the
+        // kernel never saw the entry.
+        unsafe { self.push_sqe(ruby, &build(user_data)) }.map_err(|error| (error, false))?;
+        let submitted = self.submit_now(ruby);
+        self.wait_until(ruby, keep_gvl, || self.inline.get().result(user_data).is_some());
+        match self.inline.get().result(user_data) {
+            Some(result) => Ok(result),
+            None => {
+                let error = submitted.err().unwrap_or_else(|| {
+                    crate::ruby::error::io_error(ruby, "selector closed while an operation was in flight")
+                });
+                Err((error, true))
+            }
+        }
     }
 
     /// Push `entry` for the op in `handle`'s slot; if it cannot even be
@@ -191,9 +240,9 @@ impl URing {
     /// interrupt is pending (which would end a GVL-free wait at once, over
     /// and over): a cancelled op normally completes at once, but one the
     /// kernel cannot cancel must not stop every other thread meanwhile.
-    fn wait_a_little(&self, ruby: &Ruby) -> Result<std::io::Result<()>, Error> {
+    fn wait_a_little(&self, ruby: &Ruby, keep_gvl: bool) -> Result<std::io::Result<()>, Error> {
         let step = Some(std::time::Duration::from_millis(100));
-        self.with_ring(ruby, |ring| match self.core.without_gvl(|| ring.wait(step)) {
+        self.with_ring(ruby, |ring| match (!keep_gvl).then(|| self.core.without_gvl(|| ring.wait(step))).flatten() {
             Some(waited) => waited,
             None => ring.wait(step),
         })
@@ -203,7 +252,7 @@ impl URing {
     /// op behind `handle` has completed, recording other completions without
     /// resuming anybody, then free its slot.
     fn drain(&self, ruby: &Ruby, handle: OpHandle) -> Option<i32> {
-        self.wait_until(ruby, || self.slots.borrow().state(handle) != Lifecycle::Pending);
+        self.wait_until(ruby, false, || self.slots.borrow().state(handle) != Lifecycle::Pending);
         let mut slots = self.slots.borrow_mut();
         let taken = slots.take_completed(handle).map(|(result, _, _)| result);
         if taken.is_none() {
@@ -221,10 +270,10 @@ impl URing {
     /// Reap, and wait for completions, recording them without resuming
     /// anybody, until `done` (or until the ring fails: nothing will
     /// complete any more).
-    fn wait_until(&self, ruby: &Ruby, done: impl Fn() -> bool) {
+    fn wait_until(&self, ruby: &Ruby, keep_gvl: bool, done: impl Fn() -> bool) {
         let _ = self.reap(ruby);
         while !done() {
-            let waited = self.wait_a_little(ruby);
+            let waited = self.wait_a_little(ruby, keep_gvl);
             let waited = match waited {
                 // A signal: the op is still in flight; go on waiting.
                 Ok(Err(error)) if error.kind() == std::io::ErrorKind::Interrupted => Ok(Ok(())),
@@ -244,10 +293,12 @@ mod tests {
 
     #[test]
     fn an_inline_result_is_taken_only_for_the_op_awaited() {
-        let (first, first_data) = Inline::default().start();
+        let (first, first_data) = Inline::default().start().unwrap();
         assert_eq!(first.result(first_data), None);
+        // While one is in progress, no other starts.
+        assert!(first.start().is_none());
         // The first op is given up on (its ring failed); the next one starts.
-        let (second, second_data) = first.start();
+        let (second, second_data) = first.finish().start().unwrap();
         assert_ne!(first_data, second_data);
         assert_eq!(second_data & INLINE_TAG, INLINE_TAG);
         // The first op's late completion is not the second's result.
@@ -257,13 +308,14 @@ mod tests {
         let second = second.completed(second_data, 3);
         assert_eq!(second.result(second_data), Some(3));
         // Nor does a result outlive the op it belongs to.
-        let (third, third_data) = second.start();
+        let (third, third_data) = second.finish().start().unwrap();
         assert_eq!(third.result(third_data), None);
+        assert_eq!(third.finish().completed(third_data, 1).result(third_data), None);
     }
 
     #[test]
     fn inline_user_data_never_decodes_as_a_slot() {
-        let (_, user_data) = Inline { started: u64::MAX, ..Inline::default() }.start();
+        let (_, user_data) = Inline { started: u64::MAX, ..Inline::default() }.start().unwrap();
         assert_eq!(user_data & INLINE_TAG, INLINE_TAG);
         assert!(OpHandle::decode(user_data).is_none());
     }

@@ -30,16 +30,22 @@ impl transfer_loop::Attempts for RingIo<'_> {
     /// would block, and every read (whose data has usually not arrived yet),
     /// park on an op that the kernel completes when the descriptor is ready.
     /// The loop fiber cannot park: it only tries (and `run` does not wait).
+    /// Bytes that are not steady never park: they are tried at once, and
+    /// the loop waits for readiness (a poll) before trying again.
     fn attempt(&self, op: &Transfer, base: *mut u8, len: usize, position: Option<u64>) -> Result<isize, Error> {
-        if op.access == BufferAccess::Fill && self.may_wait() {
+        if op.access == BufferAccess::Fill && op.steady && self.may_wait() {
             return self.park(op, base, len, position);
         }
-        // A write, or a read on the loop fiber: try at once.
+        // A write, a read on the loop fiber or into bytes that are not
+        // steady: try at once.
         let result = self.now(op, base, len, position)?;
         if !would_wait(result) {
             return Ok(result);
         }
-        if op.access == BufferAccess::Fill || !self.may_wait() {
+        if !op.steady && self.refused(op, result) {
+            return self.complete_waiting(op, base, len, position);
+        }
+        if op.access == BufferAccess::Fill || !op.steady || !self.may_wait() {
             return Ok(-(libc::EAGAIN as isize));
         }
         self.park(op, base, len, position)
@@ -53,13 +59,14 @@ impl transfer_loop::Attempts for RingIo<'_> {
     /// ready at once, over and over).
     fn attempt_now(&self, op: &Transfer, base: *mut u8, len: usize, position: Option<u64>) -> Result<isize, Error> {
         let result = self.now(op, base, len, position)?;
-        let refused = result == -(libc::EOPNOTSUPP as isize)
-            || (result == -(libc::EAGAIN as isize)
-                && self.selector.kinds.borrow_mut().get(op.fd, op.io.as_raw(), is_file));
-        if refused {
-            return self.park(op, base, len, position);
+        if !self.refused(op, result) {
+            return Ok(result);
         }
-        Ok(result)
+        if op.steady {
+            self.park(op, base, len, position)
+        } else {
+            self.complete_waiting(op, base, len, position)
+        }
     }
 
     fn wait_ready(&self, op: &Transfer, events: i32) -> Result<(), Error> {
@@ -96,6 +103,15 @@ fn is_file(fd: RawFd) -> bool {
 }
 
 impl RingIo<'_> {
+    /// Whether an attempt that may not wait answered as only a file does:
+    /// RWF_NOWAIT refused, or `-EAGAIN` from a file (which never waits for
+    /// readiness): it needs the op that may wait.
+    fn refused(&self, op: &Transfer, result: isize) -> bool {
+        result == -(libc::EOPNOTSUPP as isize)
+            || (result == -(libc::EAGAIN as isize)
+                && self.selector.kinds.borrow_mut().get(op.fd, op.io.as_raw(), is_file))
+    }
+
     /// The read or write entry for `op`; on a pollable descriptor the kernel
     /// waits for readiness by itself unless `rw_flags` has RWF_NOWAIT.
     fn entry(
@@ -123,11 +139,30 @@ impl RingIo<'_> {
     /// returns, without switching fibers: no other Ruby code runs between
     /// the descriptor's look-up and the kernel's use of it.
     fn now(&self, op: &Transfer, base: *mut u8, len: usize, position: Option<u64>) -> Result<isize, Error> {
-        let build = Self::entry(op, base, len, position, libc::RWF_NOWAIT);
-        // SAFETY: `base..base+len` lies in the locked buffer, which the caller
-        // holds until this returns; the op has completed by then, or, if the
-        // ring failed first, the buffer is kept lent for good.
-        unsafe { self.selector.complete_now(self.ruby, Some(op.buffer), build) }.map(|result| result as isize)
+        self.complete(op, Self::entry(op, base, len, position, libc::RWF_NOWAIT))
+    }
+
+    /// One attempt on a file with bytes that are not steady, by the op that
+    /// may wait, completed before this returns with the GVL held throughout:
+    /// no other Ruby code runs, on any thread, until the kernel is done.
+    fn complete_waiting(
+        &self,
+        op: &Transfer,
+        base: *mut u8,
+        len: usize,
+        position: Option<u64>,
+    ) -> Result<isize, Error> {
+        self.complete(op, Self::entry(op, base, len, position, 0))
+    }
+
+    fn complete(&self, op: &Transfer, build: impl FnOnce(u64) -> squeue::Entry) -> Result<isize, Error> {
+        // SAFETY: the bytes lie in the lent buffer, which the caller holds
+        // until this returns; the op has completed by then, or, if the ring
+        // failed first, the buffer is kept lent for good. Bytes that are not
+        // steady are waited for with the GVL held (no Ruby code runs anywhere
+        // that could free them).
+        unsafe { self.selector.complete_now(self.ruby, Some(op.buffer), !op.steady, build) }
+            .map(|result| result as isize)
     }
 
     /// One read or write that waits for the descriptor in the kernel while
