@@ -5,7 +5,7 @@
 //! in `registry.rs` (and `waiters.rs`), and the epoll calls in `poller.rs`.
 
 mod by_number;
-mod nonblock;
+pub(crate) mod nonblock;
 mod ops;
 mod poller;
 pub mod registry;

@@ -116,12 +116,12 @@ impl Loan {
 
     /// Whether the bytes stay valid whatever runs, fiber switches included,
     /// until the loan ends: the lock is ours (we locked it, or another of
-    /// our calls did and the last of us unlocks), or only the C code that
-    /// made the buffer over its own memory can lift it (the buffers Ruby
-    /// lends to scheduler hooks, locked until the hook returns). A buffer
-    /// locked by Ruby code (`IO::Buffer#locked { }`) is not steady: that
-    /// block can end, and the buffer be freed or resized, while our fiber
-    /// is switched out. Its bytes must never be held across a switch; see
+    /// our calls did and the last of us unlocks). A buffer locked by its
+    /// owner is not steady: a `locked { }` block in another fiber can end,
+    /// and a scheduler hook's buffer (locked by the C code that made it) can
+    /// be handed to another fiber and outlive the hook, which then frees it;
+    /// either way the buffer can be freed or resized while our fiber is
+    /// switched out. Its bytes must never be held across a switch; see
     /// `refresh`.
     pub fn is_steady(&self) -> bool {
         self.steady
@@ -164,7 +164,7 @@ pub fn with_lent<R>(
     if let Some((bytes, lease)) = take_plain(buffer, access) {
         let steady = match lease {
             Lease::Locked => true,
-            Lease::Joined => holds_lock(buffer) || is_c_owned(buffer),
+            Lease::Joined => holds_lock(buffer),
         };
         let result = f(&mut Loan { buffer, root: None, access, bytes, steady });
         give_back_plain(buffer, lease);
@@ -182,7 +182,7 @@ pub fn with_lent<R>(
             return Err(error);
         }
     }
-    let steady = std::iter::once(buffer).chain(root).all(|lent| holds_lock(lent) || is_c_owned(lent));
+    let steady = std::iter::once(buffer).chain(root).all(holds_lock);
     let lend = |bytes| f(&mut Loan { buffer, root, access, bytes, steady });
     let result = match read_bytes(buffer, access) {
         Some(bytes) => lend(bytes),
@@ -283,40 +283,20 @@ fn holds_lock(buffer: Value) -> bool {
 }
 
 /// For a loan whose lock was its owner's: take the lock if the owner has
-/// let go since. True if the lock is now ours, or can only be lifted by
-/// the C code that made the buffer (`is_c_owned`).
+/// let go since. True if the lock is now ours.
 fn relock(buffer: Value) -> Result<bool, Error> {
     if holds_lock(buffer) {
         return Ok(true);
     }
-    if lock_unless_locked(buffer)? {
+    let locked_by_us = lock_unless_locked(buffer)?;
+    if locked_by_us {
         // Our holder's entry (every loan that is not steady has one) now
         // owes the unlock; without one the buffer stays locked: a leak.
         if let Some(lent) = lent().as_mut().and_then(|map| map.get_mut(&buffer.as_raw())) {
             lent.locked_by_us = true;
         }
-        return Ok(true);
     }
-    Ok(is_c_owned(buffer))
-}
-
-/// A buffer that C code made over memory of its own (none of Ruby's
-/// `INTERNAL`, `MAPPED` or `EXTERNAL` flags, no source object): what
-/// `rb_io_buffer_new(base, size, LOCKED)` makes for a scheduler hook. Ruby
-/// code has no way to unlock, free or resize it while it is locked; its
-/// maker unlocks it after the hook has returned.
-fn is_c_owned(buffer: Value) -> bool {
-    const MADE_BY_RUBY: u32 = rb_sys::rb_io_buffer_flags::RB_IO_BUFFER_INTERNAL as u32
-        | rb_sys::rb_io_buffer_flags::RB_IO_BUFFER_MAPPED as u32
-        | rb_sys::rb_io_buffer_flags::RB_IO_BUFFER_EXTERNAL as u32;
-    if !Checks::passed() {
-        return false;
-    }
-    // SAFETY: `head` returns a pointer only into a live IO::Buffer's data.
-    head(buffer).is_some_and(|head| unsafe {
-        let head = &*head;
-        !head.base.is_null() && head.flags & MADE_BY_RUBY == 0 && head.source == rb_sys::Qnil as rb_sys::VALUE
-    })
+    Ok(locked_by_us)
 }
 
 /// Count one holder of the buffer at `key` out; true if it was the last and

@@ -10,7 +10,7 @@
 
 use std::os::fd::RawFd;
 
-use magnus::{Error, Integer, Ruby, Value};
+use magnus::{Error, Integer, RFile, Ruby, Value};
 
 use super::events;
 use crate::ruby::buffer::{self, BufferAccess};
@@ -81,15 +81,24 @@ pub fn run(ruby: &Ruby, backend: &impl Attempts, call: Call) -> Result<i64, Erro
         let mut offset = offset;
         let mut remaining = length;
         let mut total: usize = 0;
+        // Whether Ruby code may have run since the bytes were read: the
+        // descriptor's look-up of an object that is not an IO calls `to_io`,
+        // and a wait lets other fibers run.
+        let may_run_ruby = RFile::from_value(io).is_none();
+        let mut stale = may_run_ruby;
         while offset < bytes.size {
             let at = position.map(|p| p + total as u64);
             let mut op = current(loan.is_steady())?;
-            if !op.steady {
+            if !op.steady && stale {
                 // Whatever ran since the last look (the descriptor's look-up
                 // included) may have changed the buffer: look again, last
                 // thing before the attempt.
                 bytes = loan.refresh()?;
                 op.steady = loan.is_steady();
+                stale = may_run_ruby;
+                if offset > bytes.size && total == 0 {
+                    return Ok(-i64::from(libc::EINVAL));
+                }
                 if offset >= bytes.size {
                     break;
                 }
@@ -116,6 +125,7 @@ pub fn run(ruby: &Ruby, backend: &impl Attempts, call: Call) -> Result<i64, Erro
                     break;
                 }
                 backend.wait_ready(&current(loan.is_steady())?, ready_for)?;
+                stale = true;
             } else if total > 0 {
                 break;
             } else {

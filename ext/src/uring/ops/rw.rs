@@ -43,7 +43,7 @@ impl transfer_loop::Attempts for RingIo<'_> {
             return Ok(result);
         }
         if !op.steady && self.refused(op, result) {
-            return self.complete_waiting(op, base, len, position);
+            return Ok(self.plain(op, base, len, position));
         }
         if op.access == BufferAccess::Fill || !op.steady || !self.may_wait() {
             return Ok(-(libc::EAGAIN as isize));
@@ -65,7 +65,7 @@ impl transfer_loop::Attempts for RingIo<'_> {
         if op.steady {
             self.park(op, base, len, position)
         } else {
-            self.complete_waiting(op, base, len, position)
+            Ok(self.plain(op, base, len, position))
         }
     }
 
@@ -142,17 +142,15 @@ impl RingIo<'_> {
         self.complete(op, Self::entry(op, base, len, position, libc::RWF_NOWAIT))
     }
 
-    /// One attempt on a file with bytes that are not steady, by the op that
-    /// may wait, completed before this returns with the GVL held throughout:
-    /// no other Ruby code runs, on any thread, until the kernel is done.
-    fn complete_waiting(
-        &self,
-        op: &Transfer,
-        base: *mut u8,
-        len: usize,
-        position: Option<u64>,
-    ) -> Result<isize, Error> {
-        self.complete(op, Self::entry(op, base, len, position, 0))
+    /// One attempt, with bytes that are not steady, on a descriptor that
+    /// refuses RWF_NOWAIT (a tty, a character device) or a file: not through
+    /// the ring (its op that may wait could outlive what frees the bytes),
+    /// but as the EPoll selector makes it, a read(2)/write(2) with
+    /// O_NONBLOCK set for the call. A regular file ignores O_NONBLOCK: the
+    /// call then waits for the disk with the GVL held (a rare path).
+    fn plain(&self, op: &Transfer, base: *mut u8, len: usize, position: Option<u64>) -> isize {
+        let still_ours = || crate::ruby::io::descriptor(self.ruby, op.io).ok() == Some(op.fd);
+        crate::epoll::nonblock::plain_once(op.fd, op.access, base, len, position, still_ours)
     }
 
     fn complete(&self, op: &Transfer, build: impl FnOnce(u64) -> squeue::Entry) -> Result<isize, Error> {
