@@ -100,32 +100,11 @@ impl Channel {
     /// the same descriptor (`still_ours`): a fiber may have closed it
     /// meanwhile, and the number may be someone else's now.
     pub fn finish(self, still_ours: impl FnOnce() -> bool) {
-        restore(self.fd, self.restore.get(), still_ours);
-    }
-}
-
-/// One read(2)/write(2)/pread(2)/pwrite(2) with `O_NONBLOCK` set for the call,
-/// for a caller outside the EPoll selector (URing, for a descriptor that
-/// refuses `RWF_NOWAIT`); `still_ours` as in `Channel::finish`.
-pub fn plain_once(
-    fd: RawFd,
-    access: BufferAccess,
-    base: *mut u8,
-    len: usize,
-    at: Option<u64>,
-    still_ours: impl FnOnce() -> bool,
-) -> isize {
-    let flags = set_nonblock(fd);
-    let result = plain(fd, access, base, len.min(isize::MAX as usize), at);
-    restore(fd, flags, still_ours);
-    result
-}
-
-fn restore(fd: RawFd, flags: Option<libc::c_int>, still_ours: impl FnOnce() -> bool) {
-    if let Some(flags) = flags {
-        if still_ours() {
-            // SAFETY: F_SETFL with an integer; errors are harmless here.
-            unsafe { libc::fcntl(fd, libc::F_SETFL, flags) };
+        if let Some(flags) = self.restore.get() {
+            if still_ours() {
+                // SAFETY: F_SETFL with an integer; errors are harmless here.
+                unsafe { libc::fcntl(self.fd, libc::F_SETFL, flags) };
+            }
         }
     }
 }

@@ -63,6 +63,9 @@ pub struct URing {
     /// Which descriptors are files that never wait for readiness (see
     /// `ops::rw`); borrowed for single look-ups only.
     kinds: RefCell<ops::rw::Kinds>,
+    /// How bytes that are not steady reach each descriptor without the ring
+    /// (see `ops::rw`); borrowed for single look-ups only.
+    routes: RefCell<crate::epoll::nonblock::Routes>,
 }
 
 impl Backend for URing {
@@ -106,6 +109,7 @@ impl URing {
             slots: RefCell::new(Slots::default()),
             inline: Cell::default(),
             kinds: RefCell::default(),
+            routes: RefCell::default(),
         })
     }
 

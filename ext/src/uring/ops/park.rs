@@ -132,17 +132,12 @@ impl URing {
     /// any: should the ring fail before the op completes, it is kept lent
     /// for good.
     ///
-    /// With `keep_gvl`, any wait for the completion holds the GVL, so that no
-    /// other thread runs either (for bytes that are not steady: see
-    /// `Loan::is_steady`).
-    ///
     /// # Safety
     /// As `park`. The op has no slot: the caller's frames hold what it uses.
     pub unsafe fn complete_now(
         &self,
         ruby: &Ruby,
         buffer: Option<Value>,
-        keep_gvl: bool,
         build: impl FnOnce(u64) -> squeue::Entry,
     ) -> Result<i32, Error> {
         self.core.check_owner(ruby)?;
@@ -154,7 +149,7 @@ impl URing {
         };
         self.inline.set(inline);
         // SAFETY: forwarded from the caller's contract.
-        let result = unsafe { self.run_inline(ruby, user_data, keep_gvl, build) };
+        let result = unsafe { self.run_inline(ruby, user_data, build) };
         self.inline.set(self.inline.get().finish());
         match result {
             Ok(result) => Ok(result),
@@ -180,14 +175,13 @@ impl URing {
         &self,
         ruby: &Ruby,
         user_data: u64,
-        keep_gvl: bool,
         build: impl FnOnce(u64) -> squeue::Entry,
     ) -> Result<i32, (Error, bool)> {
         // SAFETY: forwarded from the caller's contract. If it fails, the
         // kernel never saw the entry.
         unsafe { self.push_sqe(ruby, &build(user_data)) }.map_err(|error| (error, false))?;
         let submitted = self.submit_now(ruby);
-        self.wait_until(ruby, keep_gvl, || self.inline.get().result(user_data).is_some());
+        self.wait_until(ruby, || self.inline.get().result(user_data).is_some());
         match self.inline.get().result(user_data) {
             Some(result) => Ok(result),
             None => {
@@ -240,9 +234,9 @@ impl URing {
     /// interrupt is pending (which would end a GVL-free wait at once, over
     /// and over): a cancelled op normally completes at once, but one the
     /// kernel cannot cancel must not stop every other thread meanwhile.
-    fn wait_a_little(&self, ruby: &Ruby, keep_gvl: bool) -> Result<std::io::Result<()>, Error> {
+    fn wait_a_little(&self, ruby: &Ruby) -> Result<std::io::Result<()>, Error> {
         let step = Some(std::time::Duration::from_millis(100));
-        self.with_ring(ruby, |ring| match (!keep_gvl).then(|| self.core.without_gvl(|| ring.wait(step))).flatten() {
+        self.with_ring(ruby, |ring| match self.core.without_gvl(|| ring.wait(step)) {
             Some(waited) => waited,
             None => ring.wait(step),
         })
@@ -252,7 +246,7 @@ impl URing {
     /// op behind `handle` has completed, recording other completions without
     /// resuming anybody, then free its slot.
     fn drain(&self, ruby: &Ruby, handle: OpHandle) -> Option<i32> {
-        self.wait_until(ruby, false, || self.slots.borrow().state(handle) != Lifecycle::Pending);
+        self.wait_until(ruby, || self.slots.borrow().state(handle) != Lifecycle::Pending);
         let mut slots = self.slots.borrow_mut();
         let taken = slots.take_completed(handle).map(|(result, _, _)| result);
         if taken.is_none() {
@@ -270,10 +264,10 @@ impl URing {
     /// Reap, and wait for completions, recording them without resuming
     /// anybody, until `done` (or until the ring fails: nothing will
     /// complete any more).
-    fn wait_until(&self, ruby: &Ruby, keep_gvl: bool, done: impl Fn() -> bool) {
+    fn wait_until(&self, ruby: &Ruby, done: impl Fn() -> bool) {
         let _ = self.reap(ruby);
         while !done() {
-            let waited = self.wait_a_little(ruby, keep_gvl);
+            let waited = self.wait_a_little(ruby);
             let waited = match waited {
                 // A signal: the op is still in flight; go on waiting.
                 Ok(Err(error)) if error.kind() == std::io::ErrorKind::Interrupted => Ok(Ok(())),

@@ -12,6 +12,7 @@ use magnus::{rb_sys::AsRawValue, Error, Ruby};
 
 use super::park::{OnInterrupt, Parked};
 use super::poll;
+use crate::epoll::nonblock::{self, Channel, Route};
 use crate::ruby::buffer::BufferAccess;
 use crate::ruby::pins::Pin;
 use crate::selector::fd_memo::FdMemo;
@@ -30,22 +31,20 @@ impl transfer_loop::Attempts for RingIo<'_> {
     /// would block, and every read (whose data has usually not arrived yet),
     /// park on an op that the kernel completes when the descriptor is ready.
     /// The loop fiber cannot park: it only tries (and `run` does not wait).
-    /// Bytes that are not steady never park: they are tried at once, and
-    /// the loop waits for readiness (a poll) before trying again.
+    /// Bytes that are not steady never reach the ring (`nonblocking`).
     fn attempt(&self, op: &Transfer, base: *mut u8, len: usize, position: Option<u64>) -> Result<isize, Error> {
-        if op.access == BufferAccess::Fill && op.steady && self.may_wait() {
+        if !op.steady {
+            return Ok(self.nonblocking(op, base, len, position));
+        }
+        if op.access == BufferAccess::Fill && self.may_wait() {
             return self.park(op, base, len, position);
         }
-        // A write, a read on the loop fiber or into bytes that are not
-        // steady: try at once.
+        // A write, or a read on the loop fiber: try at once.
         let result = self.now(op, base, len, position)?;
         if !would_wait(result) {
             return Ok(result);
         }
-        if !op.steady && self.refused(op, result) {
-            return Ok(self.plain(op, base, len, position));
-        }
-        if op.access == BufferAccess::Fill || !op.steady || !self.may_wait() {
+        if op.access == BufferAccess::Fill || !self.may_wait() {
             return Ok(-(libc::EAGAIN as isize));
         }
         self.park(op, base, len, position)
@@ -58,15 +57,17 @@ impl transfer_loop::Attempts for RingIo<'_> {
     /// so that op is still one attempt (and `io_wait` would call the file
     /// ready at once, over and over).
     fn attempt_now(&self, op: &Transfer, base: *mut u8, len: usize, position: Option<u64>) -> Result<isize, Error> {
+        if !op.steady {
+            return Ok(self.nonblocking(op, base, len, position));
+        }
         let result = self.now(op, base, len, position)?;
-        if !self.refused(op, result) {
-            return Ok(result);
+        let refused = result == -(libc::EOPNOTSUPP as isize)
+            || (result == -(libc::EAGAIN as isize)
+                && self.selector.kinds.borrow_mut().get(op.fd, op.io.as_raw(), is_file));
+        if refused {
+            return self.park(op, base, len, position);
         }
-        if op.steady {
-            self.park(op, base, len, position)
-        } else {
-            Ok(self.plain(op, base, len, position))
-        }
+        Ok(result)
     }
 
     fn wait_ready(&self, op: &Transfer, events: i32) -> Result<(), Error> {
@@ -86,9 +87,12 @@ fn would_wait(result: isize) -> bool {
 
 /// Whether each descriptor is a file that never waits for readiness (a
 /// regular file, a block device, a directory), asked once (`fstat`) per
-/// descriptor number and IO object. A stale answer (the number reopened
-/// onto another kind of file under the same IO) costs at most one op that
-/// may wait, or one `-EAGAIN` on a file, which the caller's retry asks again.
+/// descriptor number and IO object. A stale answer (`IO#reopen` onto
+/// another kind of file under the same number and IO) is not asked again:
+/// it costs an op that may wait where none was needed, or, for a regular
+/// file remembered as something else, `-EAGAIN` answers (and `io_wait`
+/// calling the file ready) until the disk has caught up: a busy wait, never
+/// a wrong result.
 pub type Kinds = FdMemo<bool>;
 
 fn is_file(fd: RawFd) -> bool {
@@ -103,15 +107,6 @@ fn is_file(fd: RawFd) -> bool {
 }
 
 impl RingIo<'_> {
-    /// Whether an attempt that may not wait answered as only a file does:
-    /// RWF_NOWAIT refused, or `-EAGAIN` from a file (which never waits for
-    /// readiness): it needs the op that may wait.
-    fn refused(&self, op: &Transfer, result: isize) -> bool {
-        result == -(libc::EOPNOTSUPP as isize)
-            || (result == -(libc::EAGAIN as isize)
-                && self.selector.kinds.borrow_mut().get(op.fd, op.io.as_raw(), is_file))
-    }
-
     /// The read or write entry for `op`; on a pollable descriptor the kernel
     /// waits for readiness by itself unless `rw_flags` has RWF_NOWAIT.
     fn entry(
@@ -142,25 +137,32 @@ impl RingIo<'_> {
         self.complete(op, Self::entry(op, base, len, position, libc::RWF_NOWAIT))
     }
 
-    /// One attempt, with bytes that are not steady, on a descriptor that
-    /// refuses RWF_NOWAIT (a tty, a character device) or a file: not through
-    /// the ring (its op that may wait could outlive what frees the bytes),
-    /// but as the EPoll selector makes it, a read(2)/write(2) with
-    /// O_NONBLOCK set for the call. A regular file ignores O_NONBLOCK: the
-    /// call then waits for the disk with the GVL held (a rare path).
-    fn plain(&self, op: &Transfer, base: *mut u8, len: usize, position: Option<u64>) -> isize {
-        let still_ours = || crate::ruby::io::descriptor(self.ruby, op.io).ok() == Some(op.fd);
-        crate::epoll::nonblock::plain_once(op.fd, op.access, base, len, position, still_ours)
+    /// One attempt with bytes that are not steady (`Loan::is_steady`): not
+    /// through the ring, whose op could still be in the kernel's hands after
+    /// a failure had made us give up on it, but as the EPoll selector makes
+    /// it: `recv`/`send` with `MSG_DONTWAIT` on a socket, otherwise a
+    /// `read`/`write` with `O_NONBLOCK` set for the call (a regular file
+    /// ignores it: the call waits for the disk with the GVL held). The
+    /// kernel is done with the bytes when it returns.
+    fn nonblocking(&self, op: &Transfer, base: *mut u8, len: usize, position: Option<u64>) -> isize {
+        let route = match position {
+            None => self.selector.routes.borrow_mut().get(op.fd, op.io.as_raw(), nonblock::probe),
+            Some(_) => Route::Plain,
+        };
+        let channel = Channel::new(op.fd, route);
+        let (result, changed) = channel.attempt(op.access, base, len, position);
+        if let Some(route) = changed {
+            self.selector.routes.borrow_mut().set(op.fd, op.io.as_raw(), route);
+        }
+        channel.finish(|| crate::ruby::io::descriptor(self.ruby, op.io).ok() == Some(op.fd));
+        result
     }
 
     fn complete(&self, op: &Transfer, build: impl FnOnce(u64) -> squeue::Entry) -> Result<isize, Error> {
-        // SAFETY: the bytes lie in the lent buffer, which the caller holds
-        // until this returns; the op has completed by then, or, if the ring
-        // failed first, the buffer is kept lent for good. Bytes that are not
-        // steady are waited for with the GVL held (no Ruby code runs anywhere
-        // that could free them).
-        unsafe { self.selector.complete_now(self.ruby, Some(op.buffer), !op.steady, build) }
-            .map(|result| result as isize)
+        // SAFETY: the bytes lie in the lent buffer, steady (the lock is ours),
+        // which the caller holds until this returns; the op has completed by
+        // then, or, if the ring failed first, the buffer is kept lent for good.
+        unsafe { self.selector.complete_now(self.ruby, Some(op.buffer), build) }.map(|result| result as isize)
     }
 
     /// One read or write that waits for the descriptor in the kernel while
