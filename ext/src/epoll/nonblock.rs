@@ -73,6 +73,7 @@ impl Channel {
     /// One read(2)/write(2)/pread(2)/pwrite(2) (or recv/send), bytes moved
     /// or `-errno`. The kernel is done with the buffer when it returns.
     /// Returns the route it took, when it had to change it.
+    #[inline(always)]
     pub fn attempt(&self, access: BufferAccess, base: *mut u8, len: usize, at: Option<u64>) -> (isize, Option<Route>) {
         let len = len.min(isize::MAX as usize);
         if let (Route::Socket { send_flags }, None) = (self.route.get(), at) {
