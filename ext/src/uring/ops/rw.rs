@@ -134,7 +134,11 @@ impl RingIo<'_> {
     /// returns, without switching fibers: no other Ruby code runs between
     /// the descriptor's look-up and the kernel's use of it.
     fn now(&self, op: &Transfer, base: *mut u8, len: usize, position: Option<u64>) -> Result<isize, Error> {
-        self.complete(op, Self::entry(op, base, len, position, libc::RWF_NOWAIT))
+        let build = Self::entry(op, base, len, position, libc::RWF_NOWAIT);
+        // SAFETY: the bytes lie in the lent buffer, steady (the lock is ours),
+        // which the caller holds until this returns; the op has completed by
+        // then, or, if the ring failed first, the buffer is kept lent for good.
+        unsafe { self.selector.complete_now(self.ruby, Some(op.buffer), build) }.map(|result| result as isize)
     }
 
     /// One attempt with bytes that are not steady (`Loan::is_steady`): not
@@ -156,13 +160,6 @@ impl RingIo<'_> {
         }
         channel.finish(|| crate::ruby::io::descriptor(self.ruby, op.io).ok() == Some(op.fd));
         result
-    }
-
-    fn complete(&self, op: &Transfer, build: impl FnOnce(u64) -> squeue::Entry) -> Result<isize, Error> {
-        // SAFETY: the bytes lie in the lent buffer, steady (the lock is ours),
-        // which the caller holds until this returns; the op has completed by
-        // then, or, if the ring failed first, the buffer is kept lent for good.
-        unsafe { self.selector.complete_now(self.ruby, Some(op.buffer), build) }.map(|result| result as isize)
     }
 
     /// One read or write that waits for the descriptor in the kernel while
