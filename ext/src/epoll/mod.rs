@@ -128,6 +128,7 @@ impl EPoll {
     /// the old set, and the stale entry with it, is closed. If no fresh set
     /// can be made (descriptors exhausted), the old one stays and the next
     /// wait tries again.
+    #[inline(always)]
     fn prepare(&self) {
         let kernel = self.kernel();
         let Kernel(Some(_)) = kernel else {
@@ -214,7 +215,7 @@ pub fn init(ruby: &Ruby, selector_module: RModule) -> Result<(), Error> {
     // Resolved now, at load, for the reason given in `uring::init`.
     let _ = <EPoll as TypedData>::class(ruby);
     crate::define_core_methods!(class, EPoll);
-    class.define_method("select", method!(select::select, 1))?;
+    class.define_method("select", select::select_method as unsafe extern "C" fn(Value, Value) -> Value)?;
     class.define_method("close", method!(EPoll::close, 0))?;
     class.define_method("closed?", method!(EPoll::closed_p, 0))?;
     class.define_method("io_wait", method!(ops::io_wait, 3))?;

@@ -13,6 +13,7 @@ use super::poller;
 use super::registry::WAKEUP_DATA;
 use super::EPoll;
 use crate::ruby::{error, fiber};
+use crate::selector::{is_zero, ZERO};
 
 /// Events taken per `epoll_wait`; more stay in the kernel for the next call.
 const MAX_EVENTS: usize = 64;
@@ -56,6 +57,7 @@ impl EPoll {
 
     /// Record the events: ready waiters go on the registry's ready list; the
     /// wake-up eventfd is read empty.
+    #[inline(always)]
     fn dispatch(&self, events: &[libc::epoll_event]) {
         let mut registry = self.registry.borrow_mut();
         for event in events {
@@ -71,6 +73,7 @@ impl EPoll {
     /// Resume the fibers of ready waiters, oldest first; those made ready
     /// while this runs wait for the next `select`. Each fiber finds its own
     /// result in its slot. Returns how many were resumed.
+    #[inline(always)]
     fn resume_ready(&self, ruby: &Ruby) -> Result<usize, Error> {
         let mut budget = self.registry.borrow().ready_len();
         let mut resumed = 0;
@@ -98,6 +101,69 @@ impl EPoll {
         self.dispatch(events.filled());
         self.resume_ready(ruby)
     }
+}
+
+/// `select`'s entry point. `select(0)` on the owner thread with no fiber
+/// ready makes its one `epoll_wait` here, without magnus's glue: nothing
+/// found answers 0; what was found is recorded and resumed by
+/// `select_collected` (through the glue, since fibers run). Anything else
+/// (another duration, a closed or forked selector, a failed wait, which the
+/// full `select` makes again and reports) goes through `select`. Nothing
+/// here can raise or panic.
+///
+/// # Safety
+/// Called by Ruby as the `select` method.
+pub unsafe extern "C" fn select_method(rb_self: Value, duration: Value) -> Value {
+    if is_zero(duration) {
+        if let Some(this) = This::<EPoll>::exact(rb_self) {
+            match this.collect_quietly() {
+                Some(0) => {
+                    this.core.reset_idle();
+                    // SAFETY: 0 is an immediate Integer.
+                    return unsafe { magnus::rb_sys::FromRawValue::from_raw(ZERO) };
+                }
+                // SAFETY: the method as magnus wraps it.
+                Some(_) => return unsafe { magnus::method!(select_collected, 1)(rb_self, duration) },
+                None => {}
+            }
+        }
+    }
+    // SAFETY: the full method, as magnus wraps it.
+    unsafe { magnus::method!(select, 1)(rb_self, duration) }
+}
+
+impl EPoll {
+    /// `select(0)`'s collection, when no fiber is ready and nothing is
+    /// borrowed: one `epoll_wait` without blocking, its events recorded.
+    /// Returns how many waiters are ready now, or `None` when this path does
+    /// not apply (not the owner thread, closed, something ready already, or
+    /// the wait failed).
+    fn collect_quietly(&self) -> Option<usize> {
+        let idle = self.core.is_owner_here()
+            && self.core.try_is_ready() == Some(false)
+            && self.registry.try_borrow_mut().is_ok_and(|registry| registry.ready_len() == 0)
+            && self.epoll.try_borrow_mut().is_ok_and(|epoll| epoll.is_some());
+        if !idle {
+            return None;
+        }
+        self.prepare();
+        let epoll = self.epoll.borrow().as_ref().map(AsRawFd::as_raw_fd)?;
+        let mut events = poller::Events::<MAX_EVENTS>::new();
+        match poller::wait(epoll, &mut events, 0) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Some(0),
+            Err(_) => return None,
+        }
+        self.dispatch(events.filled());
+        Some(self.registry.borrow().ready_len())
+    }
+}
+
+/// `select(0)` after `select_method` collected events: resume their fibers,
+/// as `select` would have (its ready queue was empty).
+fn select_collected(ruby: &Ruby, rb_self: This<EPoll>, _duration: Value) -> Result<usize, Error> {
+    rb_self.core.reset_idle();
+    rb_self.resume_ready(ruby)
 }
 
 /// Run the ready queue once; collect events without blocking and resume

@@ -216,6 +216,11 @@ impl Core {
         !self.state.borrow().ready.is_empty()
     }
 
+    /// `is_ready`, or `None` while the state is borrowed (never panics).
+    pub fn try_is_ready(&self) -> Option<bool> {
+        self.state.try_borrow().ok().map(|state| !state.ready.is_empty())
+    }
+
     /// Run every fiber queued before this call once, oldest first, skipping
     /// dead ones. Returns how many ran.
     #[inline]

@@ -14,7 +14,9 @@ pub mod transfer_loop;
 use std::os::fd::RawFd;
 use std::time::Duration;
 
-use magnus::{prelude::*, typed_data::DataTypeFunctions, Error, Float, Integer, Ruby, TypedData, Value};
+use magnus::{
+    prelude::*, rb_sys::AsRawValue, typed_data::DataTypeFunctions, Error, Float, Integer, Ruby, TypedData, Value,
+};
 
 pub use self::core::Core;
 use crate::ruby::error::{class_name, type_error};
@@ -130,6 +132,17 @@ pub fn io_wait_arguments(ruby: &Ruby, fiber: Value, io: Value, events: Value) ->
     let wanted = Integer::from_value(events).ok_or_else(|| type_error(ruby, "events must be an Integer"))?.to_i32()?;
     let fd = crate::ruby::io::descriptor(ruby, io)?;
     Ok((fiber, fd, wanted))
+}
+
+/// `INT2FIX(0)`: what `select(0)` answers when it found nothing.
+pub const ZERO: rb_sys::VALUE = 1;
+
+/// `select`'s argument is an Integer 0 or a Float 0.0 (flonum): the call an
+/// event loop makes on every turn, which the backends answer without
+/// magnus's glue when there is nothing to do.
+pub fn is_zero(duration: Value) -> bool {
+    const FLONUM_ZERO: rb_sys::VALUE = 0x8000_0000_0000_0002;
+    matches!(duration.as_raw(), ZERO | FLONUM_ZERO)
 }
 
 /// `select`'s argument: `nil` waits forever; any Numeric is seconds.

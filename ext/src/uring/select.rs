@@ -3,12 +3,13 @@
 
 use std::time::Duration;
 
-use magnus::{rb_sys::AsRawValue, Error, Ruby, Value};
+use magnus::{Error, Ruby, Value};
 
 use super::ring::Ring;
 use super::URing;
 use crate::ruby::receiver::This;
 use crate::ruby::{error, fiber};
+use crate::selector::{is_zero, ZERO};
 
 impl URing {
     /// Resume the fibers of the ops that had completed when this began,
@@ -65,15 +66,6 @@ pub unsafe extern "C" fn select_method(rb_self: Value, duration: Value) -> Value
     }
     // SAFETY: the full method, as magnus wraps it.
     unsafe { full(rb_self, duration) }
-}
-
-/// `INT2FIX(0)`.
-const ZERO: rb_sys::VALUE = 1;
-
-/// An Integer 0 or a Float 0.0 (flonum).
-fn is_zero(duration: Value) -> bool {
-    const FLONUM_ZERO: rb_sys::VALUE = 0x8000_0000_0000_0002;
-    matches!(duration.as_raw(), ZERO | FLONUM_ZERO)
 }
 
 impl URing {
