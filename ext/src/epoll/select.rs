@@ -151,7 +151,9 @@ impl EPoll {
         let mut events = poller::Events::<MAX_EVENTS>::new();
         match poller::wait(epoll, &mut events, 0) {
             Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Some(0),
+            // Nothing collected (a failed wait fills no slot); waiters that
+            // `prepare` woke are still resumed, as the full path does.
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(_) => return None,
         }
         self.dispatch(events.filled());
