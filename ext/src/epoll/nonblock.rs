@@ -131,6 +131,33 @@ fn plain(fd: RawFd, access: BufferAccess, base: *mut u8, len: usize, at: Option<
     })
 }
 
+/// One read or write that does not wait for the descriptor: `preadv2` or
+/// `pwritev2` with `RWF_NOWAIT`, at `at` or (`None`) at the current
+/// position. Bytes moved or `-errno`: `-EAGAIN` when the descriptor is not
+/// ready, `-EOPNOTSUPP` when its file does not take `RWF_NOWAIT` (the same
+/// answers a ring op with that flag gets: both ask the file the same way).
+/// The kernel is done with the buffer when it returns.
+#[inline]
+pub fn nowait(fd: RawFd, access: BufferAccess, base: *mut u8, len: usize, at: Option<u64>) -> isize {
+    let at = match at.map(libc::off_t::try_from) {
+        // -1: the current position, and a stream's only one.
+        None => -1,
+        Some(Ok(at)) => at,
+        Some(Err(_)) => return -(libc::EINVAL as isize),
+    };
+    let iov = libc::iovec { iov_base: base.cast(), iov_len: len.min(isize::MAX as usize) };
+    retry(|| {
+        // SAFETY: `iov` names `base..base+len`, inside the locked buffer that
+        // the transfer loop holds for the duration of this call.
+        unsafe {
+            match access {
+                BufferAccess::Fill => libc::preadv2(fd, &iov, 1, at, libc::RWF_NOWAIT),
+                BufferAccess::Drain => libc::pwritev2(fd, &iov, 1, at, libc::RWF_NOWAIT),
+            }
+        }
+    })
+}
+
 /// `call` until it is not interrupted: its result, or `-errno`.
 fn retry(mut call: impl FnMut() -> isize) -> isize {
     loop {

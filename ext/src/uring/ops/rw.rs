@@ -130,15 +130,17 @@ impl RingIo<'_> {
         }
     }
 
-    /// One attempt that may not wait (RWF_NOWAIT), completed before this
-    /// returns, without switching fibers: no other Ruby code runs between
-    /// the descriptor's look-up and the kernel's use of it.
+    /// One attempt that may not wait (RWF_NOWAIT), made by this thread as a
+    /// plain system call: what a ring op with that flag does, without the
+    /// ring's round (an SQE, an enter, a reap). No other Ruby code runs
+    /// between the descriptor's look-up and the kernel's use of it, and the
+    /// kernel is done with the bytes when it returns.
     fn now(&self, op: &Transfer, base: *mut u8, len: usize, position: Option<u64>) -> Result<isize, Error> {
-        let build = Self::entry(op, base, len, position, libc::RWF_NOWAIT);
-        // SAFETY: the bytes lie in the lent buffer, steady (the lock is ours),
-        // which the caller holds until this returns; the op has completed by
-        // then, or, if the ring failed first, the buffer is kept lent for good.
-        unsafe { self.selector.complete_now(self.ruby, Some(op.buffer), build) }.map(|result| result as isize)
+        // Refused as a ring op would be: from another thread, in a forked
+        // child, on a closed selector.
+        self.selector.core.check_owner(self.ruby)?;
+        self.selector.with_ring(self.ruby, |_| ())?;
+        Ok(nonblock::nowait(op.fd, op.access, base, len, position))
     }
 
     /// One attempt with bytes that are not steady (`Loan::is_steady`): not

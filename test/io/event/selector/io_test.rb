@@ -217,6 +217,61 @@ module IOContract
     assert_equal "abc", input.read_nonblock(64)
   end
 
+  # A descriptor without O_NONBLOCK (inherited, or made blocking by its
+  # owner): an attempt that may not wait still does not, and the native
+  # selectors leave the descriptor's flags as they found them (they belong to
+  # the open file, which other processes may share).
+  def test_zero_length_read_on_a_blocking_pipe_returns_eagain
+    require "io/nonblock"
+    input, output = pipe
+    input.nonblock = false
+    buffer = IO::Buffer.new(64)
+    result = nil
+
+    drive_fibers(start { result = selector.io_read(Fiber.current, input, buffer, 0) }, timeout: 2)
+
+    assert_equal EAGAIN, result
+    assert zeroed?(buffer)
+    refute input.nonblock?, "the read end's flags were left alone" unless selector_variant.class_name == "Select"
+    output.write("x")
+    drive_fibers(start { result = selector.io_read(Fiber.current, input, buffer, 0) }, timeout: 2)
+    assert_equal 1, result
+  end
+
+  def test_zero_length_write_to_a_full_blocking_pipe_returns_eagain
+    require "io/nonblock"
+    input, output = pipe
+    filled = 0
+    while (written = output.write_nonblock("x" * 4096, exception: false)).is_a?(Integer)
+      filled += written
+    end
+    output.nonblock = false
+    result = nil
+
+    drive_fibers(start { result = selector.io_write(Fiber.current, output, buffer_with("more"), 0) }, timeout: 2)
+
+    assert_equal EAGAIN, result
+    refute output.nonblock?, "the write end's flags were left alone" unless selector_variant.class_name == "Select"
+    assert_equal filled, input.read_nonblock(filled + 64).bytesize, "nothing was written past the full pipe"
+  end
+
+  # A write to a SOCK_SEQPACKET socket is one message (write(2) adds MSG_EOR):
+  # two writes are two reads on the other end, on every route.
+  def test_writes_to_a_seqpacket_socket_keep_their_boundaries
+    local, remote = UNIXSocket.pair(:SEQPACKET)
+    @tracked_ios.push(local, remote)
+    results = []
+
+    drive_fibers(start do
+      results << selector.io_write(Fiber.current, local, buffer_with("one"), 3)
+      results << selector.io_write(Fiber.current, local, buffer_with("two!"), 0)
+    end)
+
+    assert_equal [3, 4], results
+    assert_equal "one", remote.recv(64)
+    assert_equal "two!", remote.recv(64)
+  end
+
   # -- offsets at and beyond the end of the buffer ----------------------------
 
   def test_read_offsets_at_and_past_the_end_of_the_buffer
