@@ -6,15 +6,24 @@
 //! nor changed (`O_NONBLOCK` belongs to the open file, which a forked child
 //! or a dup may share). `read`/`write` on a socket are exactly these calls,
 //! except that `write` adds `MSG_EOR` on a `SOCK_SEQPACKET` socket, so we do
-//! too. Anything else (pipes, ttys, files) takes `read`/`write` with
-//! `O_NONBLOCK` set for the call if it was not (`fcntl`), and put back after.
+//! too. A pipe, a tty, any other file that waits for readiness takes
+//! `preadv2`/`pwritev2` with `RWF_NOWAIT`, non-blocking for that call in the
+//! same way; one whose file refuses the flag (`EOPNOTSUPP`) takes
+//! `read`/`write` with `O_NONBLOCK` set for the call if it was not
+//! (`fcntl`), and put back after. So does a regular file (block device,
+//! directory), whose `RWF_NOWAIT` reads answer `-EAGAIN` for data not yet
+//! in the page cache: it never waits for readiness, so that answer would
+//! only send the caller round the loop.
 //!
-//! Which is which is asked once (`getsockopt(SO_TYPE)`) per descriptor and IO
-//! object, and remembered (`Routes`). A remembered answer may be wrong (the
-//! IO was reopened onto another file, or a new IO took a freed one's
-//! address); both ways are safe: `recv` on a non-socket fails with
-//! `ENOTSOCK` and the call falls back to `read`, and the `fcntl` route works
-//! for sockets too.
+//! Which is which is asked once (`getsockopt(SO_TYPE)`, then `fstat`) per
+//! descriptor and IO object, and remembered (`Routes`). A remembered answer
+//! may be wrong (the IO was reopened onto another file, or a new IO took a
+//! freed one's address); every way is safe: `recv` on a non-socket fails
+//! with `ENOTSOCK` and the call asks again, `RWF_NOWAIT` on a file that
+//! refuses it falls back to the `fcntl` route, which works for everything,
+//! and a regular file remembered as a pipe answers `-EAGAIN` until its data
+//! has been read ahead into the page cache (a wait that ends, never a wrong
+//! answer).
 
 use std::cell::Cell;
 use std::os::fd::RawFd;
@@ -27,6 +36,8 @@ use crate::selector::fd_memo::FdMemo;
 pub enum Route {
     /// `recv`/`send` with `MSG_DONTWAIT`; `send` also gets these flags.
     Socket { send_flags: libc::c_int },
+    /// `preadv2`/`pwritev2` with `RWF_NOWAIT`.
+    NoWait,
     /// `read`/`write` with `O_NONBLOCK` set around the call.
     Plain,
 }
@@ -35,7 +46,8 @@ pub enum Route {
 /// it was found for.
 pub type Routes = FdMemo<Route>;
 
-/// Ask the kernel whether `fd` is a socket, and of which type.
+/// Ask the kernel what `fd` is: a socket (and of which type), a file that
+/// never waits for readiness (`Plain`), or anything else (`NoWait`).
 pub fn probe(fd: RawFd) -> Route {
     let mut kind: libc::c_int = 0;
     let mut size = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
@@ -44,15 +56,29 @@ pub fn probe(fd: RawFd) -> Route {
         libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_TYPE, (&mut kind as *mut libc::c_int).cast(), &mut size)
     };
     if result < 0 {
-        return Route::Plain;
+        return probe_not_socket(fd);
     }
     let eor = if kind == libc::SOCK_SEQPACKET { libc::MSG_EOR } else { 0 };
     Route::Socket { send_flags: libc::MSG_DONTWAIT | eor }
 }
 
-/// One transfer's way to its descriptor: the route, switched to `Plain`
-/// (setting `O_NONBLOCK`) if a socket route meets a non-socket, and the
-/// flags to put back at the end.
+/// The route of a descriptor that is not a socket (`fstat`).
+fn probe_not_socket(fd: RawFd) -> Route {
+    let mut stat = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: fstat writes a `stat` into the out-pointer (checked by the result).
+    if unsafe { libc::fstat(fd, stat.as_mut_ptr()) } != 0 {
+        return Route::Plain;
+    }
+    // SAFETY: fstat succeeded, so it filled the struct in.
+    match unsafe { stat.assume_init() }.st_mode & libc::S_IFMT {
+        libc::S_IFREG | libc::S_IFBLK | libc::S_IFDIR => Route::Plain,
+        _ => Route::NoWait,
+    }
+}
+
+/// One transfer's way to its descriptor: the route, changed when it meets
+/// a descriptor it does not fit (a socket route on a non-socket, `RWF_NOWAIT`
+/// refused), and the flags to put back at the end.
 pub struct Channel {
     fd: RawFd,
     route: Cell<Route>,
@@ -70,12 +96,22 @@ impl Channel {
         self.fd
     }
 
-    /// One read(2)/write(2)/pread(2)/pwrite(2) (or recv/send), bytes moved
-    /// or `-errno`. The kernel is done with the buffer when it returns.
-    /// Returns the route it took, when it had to change it.
+    /// Take `route` from now on (setting `O_NONBLOCK` for `Plain`).
+    fn reroute(&self, route: Route) {
+        self.route.set(route);
+        if route == Route::Plain && self.restore.get().is_none() {
+            self.restore.set(set_nonblock(self.fd));
+        }
+    }
+
+    /// One read(2)/write(2)/pread(2)/pwrite(2) (or recv/send,
+    /// preadv2/pwritev2), bytes moved or `-errno`. The kernel is done with
+    /// the buffer when it returns. Returns the route it took, when it had to
+    /// change it.
     #[inline(always)]
     pub fn attempt(&self, access: BufferAccess, base: *mut u8, len: usize, at: Option<u64>) -> (isize, Option<Route>) {
         let len = len.min(isize::MAX as usize);
+        let mut changed = None;
         if let (Route::Socket { send_flags }, None) = (self.route.get(), at) {
             let result = retry(|| {
                 // SAFETY: `base..base+len` lies inside the locked buffer that the
@@ -90,11 +126,19 @@ impl Channel {
             if result != -(libc::ENOTSOCK as isize) {
                 return (result, None);
             }
-            self.route.set(Route::Plain);
-            self.restore.set(set_nonblock(self.fd));
-            return (plain(self.fd, access, base, len, at), Some(Route::Plain));
+            let route = probe_not_socket(self.fd);
+            self.reroute(route);
+            changed = Some(route);
         }
-        (plain(self.fd, access, base, len, at), None)
+        if self.route.get() == Route::NoWait {
+            let result = nowait(self.fd, access, base, len, at);
+            if result != -(libc::EOPNOTSUPP as isize) {
+                return (result, changed);
+            }
+            self.reroute(Route::Plain);
+            changed = Some(Route::Plain);
+        }
+        (plain(self.fd, access, base, len, at), changed)
     }
 
     /// Put back the flags `new` (or a fallback) changed, if `fd` still names
@@ -218,10 +262,10 @@ mod tests {
         let (r, _w) = pair(false);
         let mut routes = Routes::default();
         assert_eq!(routes.get(a.as_raw_fd(), 1, probe), Route::Socket { send_flags: libc::MSG_DONTWAIT });
-        assert_eq!(routes.get(r.as_raw_fd(), 1, probe), Route::Plain);
+        assert_eq!(routes.get(r.as_raw_fd(), 1, probe), Route::NoWait);
         routes.set(r.as_raw_fd(), 1, Route::Socket { send_flags: 0 });
         assert_eq!(routes.get(r.as_raw_fd(), 1, probe), Route::Socket { send_flags: 0 }, "remembered");
-        assert_eq!(routes.get(r.as_raw_fd(), 2, probe), Route::Plain, "another IO is asked about again");
+        assert_eq!(routes.get(r.as_raw_fd(), 2, probe), Route::NoWait, "another IO is asked about again");
         assert_eq!(routes.get(-1, 1, probe), Route::Plain);
     }
 
@@ -243,21 +287,57 @@ mod tests {
     }
 
     #[test]
-    fn a_wrong_socket_route_falls_back_and_restores_the_flags() {
+    fn a_wrong_socket_route_asks_again_and_leaves_a_pipe_alone() {
         let (r, w) = pair(false);
         let before = flags(&r);
+        assert_eq!(before & libc::O_NONBLOCK, 0, "a blocking pipe");
         let channel = Channel::new(r.as_raw_fd(), Route::Socket { send_flags: libc::MSG_DONTWAIT });
         let mut byte = [0u8; 1];
         assert_eq!(
             channel.attempt(BufferAccess::Fill, byte.as_mut_ptr(), 1, None),
-            (-(libc::EAGAIN as isize), Some(Route::Plain)),
-            "read non-blocking after the ENOTSOCK"
+            (-(libc::EAGAIN as isize), Some(Route::NoWait)),
+            "read without waiting after the ENOTSOCK"
         );
-        assert_ne!(flags(&r) & libc::O_NONBLOCK, 0);
+        assert_eq!(flags(&r), before, "RWF_NOWAIT needs no O_NONBLOCK");
         // SAFETY: writes one byte from a static buffer.
         assert_eq!(unsafe { libc::write(w.as_raw_fd(), b"q".as_ptr().cast(), 1) }, 1);
         assert_eq!(channel.attempt(BufferAccess::Fill, byte.as_mut_ptr(), 1, None), (1, None));
+        assert_eq!(&byte, b"q");
         channel.finish(|| true);
         assert_eq!(flags(&r), before);
+    }
+
+    #[test]
+    fn a_file_that_refuses_rwf_nowait_gets_o_nonblock_for_the_call() {
+        let mut master = 0;
+        let mut slave = 0;
+        // SAFETY: openpty writes two descriptors into the out-pointers; the rest may be null.
+        let opened =
+            unsafe { libc::openpty(&mut master, &mut slave, std::ptr::null_mut(), std::ptr::null(), std::ptr::null()) };
+        assert_eq!(opened, 0);
+        // SAFETY: both descriptors are fresh and owned by nobody else.
+        let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+        let before = flags(&slave);
+        assert_eq!(before & libc::O_NONBLOCK, 0, "a blocking tty");
+        assert_eq!(probe(slave.as_raw_fd()), Route::NoWait);
+        let channel = Channel::new(slave.as_raw_fd(), Route::NoWait);
+        let mut byte = [0u8; 1];
+        let (result, changed) = channel.attempt(BufferAccess::Fill, byte.as_mut_ptr(), 1, None);
+        assert_eq!(result, -(libc::EAGAIN as isize), "nothing typed: no wait");
+        if changed.is_some() {
+            // This kernel's ttys refuse RWF_NOWAIT (they do here): the call set O_NONBLOCK...
+            assert_eq!(changed, Some(Route::Plain));
+            assert_ne!(flags(&slave) & libc::O_NONBLOCK, 0);
+        }
+        channel.finish(|| true);
+        // ...and put the flags back.
+        assert_eq!(flags(&slave), before);
+        drop(master);
+    }
+
+    #[test]
+    fn regular_files_take_the_plain_route() {
+        let file = std::fs::File::open("/proc/self/exe").expect("open a regular file");
+        assert_eq!(probe(file.as_raw_fd()), Route::Plain);
     }
 }

@@ -145,8 +145,8 @@ impl transfer_loop::Io for EPoll {
         // A closed IO is reported by `run` (unless there is nothing to move),
         // before the channel is ever used.
         let fd = io::descriptor(ruby, io).unwrap_or(-1);
-        let route = match call.position {
-            None if fd >= 0 => self.routes.borrow_mut().get(fd, io.as_raw(), nonblock::probe),
+        let route = match fd {
+            0.. => self.routes.borrow_mut().get(fd, io.as_raw(), nonblock::probe),
             _ => Route::Plain,
         };
         let backend = EPollIo { ruby, selector: self, channel: Channel::new(fd, route) };

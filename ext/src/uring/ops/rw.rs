@@ -12,7 +12,7 @@ use magnus::{rb_sys::AsRawValue, Error, Ruby};
 
 use super::park::{OnInterrupt, Parked};
 use super::poll;
-use crate::epoll::nonblock::{self, Channel, Route};
+use crate::epoll::nonblock::{self, Channel};
 use crate::ruby::buffer::BufferAccess;
 use crate::ruby::pins::Pin;
 use crate::selector::fd_memo::FdMemo;
@@ -151,10 +151,7 @@ impl RingIo<'_> {
     /// ignores it: the call waits for the disk with the GVL held). The
     /// kernel is done with the bytes when it returns.
     fn nonblocking(&self, op: &Transfer, base: *mut u8, len: usize, position: Option<u64>) -> isize {
-        let route = match position {
-            None => self.selector.routes.borrow_mut().get(op.fd, op.io.as_raw(), nonblock::probe),
-            Some(_) => Route::Plain,
-        };
+        let route = self.selector.routes.borrow_mut().get(op.fd, op.io.as_raw(), nonblock::probe);
         let channel = Channel::new(op.fd, route);
         let (result, changed) = channel.attempt(op.access, base, len, position);
         if let Some(route) = changed {
