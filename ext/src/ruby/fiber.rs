@@ -38,6 +38,7 @@ pub fn current(_ruby: &Ruby) -> Value {
 /// Whether `value` is a real, initialised `Fiber` (not a duck-typed
 /// stand-in, nor `Fiber.allocate`'s empty shell, on which Ruby's fiber
 /// functions raise).
+#[inline]
 fn is_fiber(value: Value) -> bool {
     let raw = value.as_raw();
     let api = rb_sys::stable_api::get_default();
@@ -83,8 +84,18 @@ pub fn raise(fiber: Value, args: &[Value]) -> Result<Value, Error> {
 }
 
 /// A "fiber" argument must at least be able to be switched to.
+#[inline]
 pub fn check(ruby: &Ruby, fiber: Value) -> Result<Value, Error> {
-    if is_fiber(fiber) || fiber.respond_to("transfer", false)? {
+    if is_fiber(fiber) {
+        return Ok(fiber);
+    }
+    check_duck(ruby, fiber)
+}
+
+#[cold]
+#[inline(never)]
+fn check_duck(ruby: &Ruby, fiber: Value) -> Result<Value, Error> {
+    if fiber.respond_to("transfer", false)? {
         Ok(fiber)
     } else {
         Err(super::error::type_error(

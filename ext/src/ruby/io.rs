@@ -8,7 +8,38 @@ use super::error::{io_error, type_error};
 
 /// The descriptor behind `io`: an `IO` (raising `IOError` when it is closed),
 /// anything with `to_io` (a Tempfile), or a raw Integer descriptor.
+#[inline]
 pub fn descriptor(ruby: &Ruby, io: Value) -> Result<RawFd, Error> {
+    if RFile::from_value(io).is_some() {
+        if let Some(fd) = open_fd(io) {
+            return Ok(fd);
+        }
+    }
+    other_descriptor(ruby, io)
+}
+
+/// An open IO's descriptor, read directly; `None` when closed (or not yet
+/// initialised).
+#[inline(always)]
+fn open_fd(io: Value) -> Option<RawFd> {
+    // SAFETY: `io` is a T_FILE (checked by the callers), so it is an RFile;
+    // its `fptr` is null only before initialisation, and a closed IO has a
+    // negative `fd`.
+    let fd = unsafe {
+        let fptr = (*(io.as_raw() as *const rb_sys::RFile)).fptr;
+        if fptr.is_null() {
+            -1
+        } else {
+            (*fptr).fd
+        }
+    };
+    (fd >= 0).then_some(fd)
+}
+
+/// `descriptor`'s other cases: a closed IO (raising), an Integer, `to_io`.
+#[cold]
+#[inline(never)]
+fn other_descriptor(ruby: &Ruby, io: Value) -> Result<RawFd, Error> {
     if RFile::from_value(io).is_some() {
         return open_descriptor(io);
     }
@@ -32,20 +63,10 @@ pub fn descriptor(ruby: &Ruby, io: Value) -> Result<RawFd, Error> {
 }
 
 fn open_descriptor(io: Value) -> Result<RawFd, Error> {
-    // SAFETY: `io` is a T_FILE (checked by the callers), so it is an RFile;
-    // its `fptr` is null only before initialisation, and a closed IO has a
-    // negative `fd`. Both fall through to Ruby's own check below.
-    let open = unsafe {
-        let fptr = (*(io.as_raw() as *const rb_sys::RFile)).fptr;
-        if fptr.is_null() {
-            -1
-        } else {
-            (*fptr).fd
-        }
-    };
-    if open >= 0 {
-        return Ok(open);
+    if let Some(fd) = open_fd(io) {
+        return Ok(fd);
     }
+    // Closed or not initialised: Ruby's own check raises.
     let mut fd = -1;
     magnus::rb_sys::protect(|| {
         // SAFETY: `io` is a T_FILE; a closed stream raises IOError, caught by protect.

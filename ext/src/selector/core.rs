@@ -105,6 +105,7 @@ impl Core {
 
     /// Whether the current Ruby thread made the selector, and this is not a
     /// forked child (a pointer comparison; no borrow, no allocation).
+    #[inline]
     pub fn is_owner_here(&self) -> bool {
         // SAFETY: rb_thread_current reads the current thread; we hold the GVL.
         !self.is_forked() && unsafe { rb_sys::rb_thread_current() } == self.owner_raw
@@ -144,10 +145,19 @@ impl Core {
     /// Ring and epoll operations belong to the thread that made the selector.
     /// A forked child's copy raises `IOError` (closed) whichever thread asks:
     /// the owner thread does not exist in the child.
+    #[inline]
     pub fn check_owner(&self, ruby: &Ruby) -> Result<(), Error> {
         if self.is_owner_here() {
             Ok(())
-        } else if self.is_forked() {
+        } else {
+            self.not_owner(ruby)
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn not_owner(&self, ruby: &Ruby) -> Result<(), Error> {
+        if self.is_forked() {
             Err(error::selector_closed(ruby, true))
         } else {
             Err(error::runtime_error(ruby, "selector used from a thread other than the one that created it"))

@@ -145,11 +145,30 @@ pub fn is_zero(duration: Value) -> bool {
     matches!(duration.as_raw(), ZERO | FLONUM_ZERO)
 }
 
+/// The value of a Fixnum (an immediate Integer), read from its bits.
+#[inline(always)]
+pub fn fixnum(value: Value) -> Option<i64> {
+    let raw = value.as_raw();
+    // A Fixnum is tagged with the low bit; the rest is the value, shifted.
+    (raw & 1 == 1).then_some((raw as i64) >> 1)
+}
+
 /// `select`'s argument: `nil` waits forever; any Numeric is seconds.
+#[inline]
 pub fn duration(ruby: &Ruby, value: Value) -> Result<Option<Duration>, Error> {
     if value.is_nil() {
         return Ok(None);
     }
+    if let Some(seconds) = fixnum(value) {
+        return Ok(timeout::from_whole_seconds(seconds));
+    }
+    other_duration(ruby, value)
+}
+
+/// `duration` of a Float (common: a scheduler's time to its next timer) and
+/// of anything else.
+#[inline(never)]
+fn other_duration(ruby: &Ruby, value: Value) -> Result<Option<Duration>, Error> {
     if let Some(int) = Integer::from_value(value) {
         // A Bignum is either far past FOREVER_SECONDS or far below zero.
         let seconds = match int.to_i64() {

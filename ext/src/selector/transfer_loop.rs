@@ -157,7 +157,17 @@ pub trait Io {
     fn transfer(&self, ruby: &Ruby, call: Call) -> Result<i64, Error>;
 }
 
+#[inline]
 fn size_arg(ruby: &Ruby, value: Value, name: &str) -> Result<usize, Error> {
+    match crate::selector::fixnum(value).map(usize::try_from) {
+        Some(Ok(size)) => Ok(size),
+        _ => size_arg_other(ruby, value, name),
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn size_arg_other(ruby: &Ruby, value: Value, name: &str) -> Result<usize, Error> {
     let int =
         Integer::from_value(value).ok_or_else(|| error::type_error(ruby, format!("{name} must be an Integer")))?;
     usize::try_from(int.to_i64()?).map_err(|_| error::argument_error(ruby, format!("{name} must not be negative")))
