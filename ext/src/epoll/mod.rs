@@ -146,6 +146,7 @@ impl EPoll {
     }
 
     /// The epoll set for the registry, or a no-op stand-in when closed/forked.
+    #[inline]
     fn kernel(&self) -> Kernel {
         if self.core.is_forked() {
             return Kernel(None);
@@ -155,12 +156,18 @@ impl EPoll {
 
     /// The epoll set, or `IOError` when the selector is closed (or this is a
     /// forked child: the set is the parent's).
+    #[inline]
     fn open_kernel(&self, ruby: &Ruby) -> Result<Kernel, Error> {
         match self.kernel() {
-            Kernel(None) if self.core.is_forked() => Err(error::selector_closed(ruby, true)),
-            Kernel(None) => Err(error::selector_closed(ruby, false)),
+            Kernel(None) => Err(self.not_open(ruby)),
             open => Ok(open),
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn not_open(&self, ruby: &Ruby) -> Error {
+        error::selector_closed(ruby, self.core.is_forked())
     }
 
     fn closed_p(rb_self: This<Self>) -> bool {

@@ -209,7 +209,8 @@ fn retry(mut call: impl FnMut() -> isize) -> isize {
         if result >= 0 {
             return result;
         }
-        let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO);
+        // SAFETY: errno is this thread's, set by the call that just failed.
+        let errno = unsafe { *libc::__errno_location() };
         if errno != libc::EINTR {
             return -(errno as isize);
         }

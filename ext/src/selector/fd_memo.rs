@@ -23,6 +23,7 @@ impl<T> Default for FdMemo<T> {
 impl<T: Copy> FdMemo<T> {
     /// The answer for `fd` through the IO object at `address`: the one
     /// remembered for both, or `ask(fd)`, then remembered.
+    #[inline]
     pub fn get(&mut self, fd: RawFd, address: u64, ask: impl FnOnce(RawFd) -> T) -> T {
         if let Some(&(known, Some(answer))) = index(fd).and_then(|index| self.0.get(index)) {
             if known == address {

@@ -100,9 +100,13 @@ impl URing {
         let handle = self.slots.borrow_mut().insert(refs);
         let entry = build(handle.user_data());
         // SAFETY: forwarded from the caller's contract.
-        unsafe { self.queue(ruby, handle, &entry) }?;
-        if let Err(error) = self.submit_now(ruby) {
-            self.abandon(ruby, handle, OnInterrupt::Drain);
+        if let Err((error, pushed)) = unsafe { self.push_and_submit(ruby, &entry) } {
+            if pushed {
+                self.abandon(ruby, handle, OnInterrupt::Drain);
+            } else {
+                // The kernel never saw it: the slot is simply freed.
+                self.slots.borrow_mut().discard(handle);
+            }
             return Err(error);
         }
 
@@ -169,18 +173,26 @@ impl URing {
         }
     }
 
-    /// Push `entry` for the op in `handle`'s slot; if it cannot even be
-    /// queued, the kernel never saw it and the slot is simply freed.
+    /// Push `entry` and submit it: in one borrow of the ring when it has
+    /// room and the kernel takes it (the usual case), otherwise through the
+    /// loops that reap to make room. The error says whether the entry was
+    /// pushed (and may reach the kernel).
     ///
     /// # Safety
     /// As `park`.
-    unsafe fn queue(&self, ruby: &Ruby, handle: OpHandle, entry: &squeue::Entry) -> Result<(), Error> {
+    unsafe fn push_and_submit(&self, ruby: &Ruby, entry: &squeue::Entry) -> Result<(), (Error, bool)> {
         // SAFETY: forwarded from the caller's contract.
-        let pushed = unsafe { self.push_sqe(ruby, entry) };
-        if pushed.is_err() {
-            self.slots.borrow_mut().discard(handle);
+        let first = self.with_ring(ruby, |ring| unsafe { ring.push(entry) }.map(|()| ring.submit()));
+        match first {
+            Ok(Ok(Ok(()))) => return Ok(()),
+            // Pushed, not submitted yet (the kernel pushed back): below.
+            Ok(Ok(Err(_))) => {}
+            // Not pushed (the SQ stayed full, or the selector is closed): the
+            // general path makes room by reaping, or says what is wrong.
+            // SAFETY: forwarded from the caller's contract.
+            _ => unsafe { self.push_sqe(ruby, entry) }.map_err(|error| (error, false))?,
         }
-        pushed
+        self.submit_now(ruby).map_err(|error| (error, true))
     }
 
     /// Cancel an op whose waiter is leaving without its completion. With
