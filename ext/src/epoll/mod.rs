@@ -225,7 +225,7 @@ pub fn init(ruby: &Ruby, selector_module: RModule) -> Result<(), Error> {
     class.define_method("select", select::select_method as unsafe extern "C" fn(Value, Value) -> Value)?;
     class.define_method("close", method!(EPoll::close, 0))?;
     class.define_method("closed?", method!(EPoll::closed_p, 0))?;
-    class.define_method("io_wait", method!(ops::io_wait, 3))?;
+    class.define_method("io_wait", crate::raw_method!(ops::io_wait, 3))?;
     crate::define_io_methods!(class, EPoll);
     class.define_method("io_close", method!(ops::io_close, 1))?;
     class.define_method("process_wait", method!(ops::process_wait, 3))?;

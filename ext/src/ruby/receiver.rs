@@ -8,8 +8,9 @@
 //! `TypeError`.
 
 use std::ops::Deref;
+use std::panic::AssertUnwindSafe;
 
-use magnus::{rb_sys::AsRawValue, DataType, Error, TryConvert, TypedData, Value};
+use magnus::{rb_sys::AsRawValue, DataType, Error, IntoValue, Ruby, TryConvert, TypedData, Value};
 use rb_sys::stable_api::StableApiDefinition;
 
 /// A borrowed selector, valid for the method call (Ruby keeps the receiver
@@ -81,4 +82,92 @@ impl<T: TypedData> TryConvert for This<T> {
             None => <&'static T as TryConvert>::try_convert(value).map(This),
         }
     }
+}
+
+/// The body of a method registered through `raw_method!`: the receiver
+/// checked as `This::get_or_raise` does (a pointer comparison for a `T`,
+/// Ruby's own `TypeError` otherwise), a panic caught, and an error raised
+/// once every value of the body is gone. What magnus's `method!` does, in
+/// fewer steps: the hot methods (`io_read`, `io_wait`, `resume`...) are
+/// called on every turn of an event loop.
+///
+/// # Safety
+/// Only from an `extern "C"` method entry called by Ruby, with no Rust
+/// value that needs dropping alive in its frame (raising is a longjmp).
+#[inline(always)]
+pub unsafe fn call_method<T: TypedData + 'static, R: IntoValue>(
+    rb_self: Value,
+    body: impl FnOnce(&Ruby, This<T>) -> Result<R, Error>,
+) -> Value {
+    // SAFETY: raises (a longjmp) before any value of ours exists.
+    let this = unsafe { This::<T>::get_or_raise(rb_self) };
+    // SAFETY: Ruby calls methods on a Ruby thread, with the GVL.
+    let ruby = unsafe { Ruby::get_unchecked() };
+    let result =
+        magnus::rb_sys::catch_unwind(AssertUnwindSafe(|| body(&ruby, this).map(|value| value.into_value_with(&ruby))));
+    match result {
+        Ok(Ok(value)) => value,
+        // SAFETY: the body and its values are gone; nothing here needs dropping.
+        Ok(Err(error)) | Err(error) => unsafe { magnus::rb_sys::resume_error(error) },
+    }
+}
+
+/// The arguments of an arity -1 method.
+///
+/// # Safety
+/// `argv` points at `argc` values (Ruby's calling convention).
+#[inline(always)]
+pub unsafe fn arguments<'a>(argc: std::os::raw::c_int, argv: *const Value) -> &'a [Value] {
+    match usize::try_from(argc) {
+        // SAFETY: as the caller promises; `Value` is a transparent VALUE.
+        Ok(len) if len > 0 && !argv.is_null() => unsafe { std::slice::from_raw_parts(argv, len) },
+        _ => &[],
+    }
+}
+
+/// A method entry point for `define_method`, like magnus's `method!` (same
+/// signatures: `fn(&Ruby, This<T>, args...) -> Result<R, Error>`, arity -1
+/// or 0 to 3) through `call_method`.
+#[macro_export]
+macro_rules! raw_method {
+    ($func:expr, -1) => {{
+        unsafe extern "C" fn entry(
+            argc: std::os::raw::c_int,
+            argv: *const magnus::Value,
+            rb_self: magnus::Value,
+        ) -> magnus::Value {
+            // SAFETY: Ruby calls this as a method of arity -1.
+            unsafe {
+                let args = $crate::ruby::receiver::arguments(argc, argv);
+                $crate::ruby::receiver::call_method(rb_self, |ruby, this| $func(ruby, this, args))
+            }
+        }
+        entry as unsafe extern "C" fn(std::os::raw::c_int, *const magnus::Value, magnus::Value) -> magnus::Value
+    }};
+    ($func:expr, 0) => {{
+        unsafe extern "C" fn entry(rb_self: magnus::Value) -> magnus::Value {
+            // SAFETY: Ruby calls this as a method.
+            unsafe { $crate::ruby::receiver::call_method(rb_self, |ruby, this| $func(ruby, this)) }
+        }
+        entry as unsafe extern "C" fn(magnus::Value) -> magnus::Value
+    }};
+    ($func:expr, 1) => {{
+        unsafe extern "C" fn entry(rb_self: magnus::Value, a: magnus::Value) -> magnus::Value {
+            // SAFETY: Ruby calls this as a method.
+            unsafe { $crate::ruby::receiver::call_method(rb_self, |ruby, this| $func(ruby, this, a)) }
+        }
+        entry as unsafe extern "C" fn(magnus::Value, magnus::Value) -> magnus::Value
+    }};
+    ($func:expr, 3) => {{
+        unsafe extern "C" fn entry(
+            rb_self: magnus::Value,
+            a: magnus::Value,
+            b: magnus::Value,
+            c: magnus::Value,
+        ) -> magnus::Value {
+            // SAFETY: Ruby calls this as a method.
+            unsafe { $crate::ruby::receiver::call_method(rb_self, |ruby, this| $func(ruby, this, a, b, c)) }
+        }
+        entry as unsafe extern "C" fn(magnus::Value, magnus::Value, magnus::Value, magnus::Value) -> magnus::Value
+    }};
 }

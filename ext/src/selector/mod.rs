@@ -35,11 +35,11 @@ macro_rules! define_core_methods {
         use $crate::selector::shared;
         let class = $class;
         class.define_method("loop", method!(shared::loop_fiber::<$backend>, 0))?;
-        class.define_method("transfer", method!(shared::transfer::<$backend>, 0))?;
-        class.define_method("resume", method!(shared::resume::<$backend>, -1))?;
-        class.define_method("yield", method!(shared::yield_to_loop::<$backend>, 0))?;
-        class.define_method("push", method!(shared::push::<$backend>, 1))?;
-        class.define_method("raise", method!(shared::raise::<$backend>, -1))?;
+        class.define_method("transfer", $crate::raw_method!(shared::transfer::<$backend>, 0))?;
+        class.define_method("resume", $crate::raw_method!(shared::resume::<$backend>, -1))?;
+        class.define_method("yield", $crate::raw_method!(shared::yield_to_loop::<$backend>, 0))?;
+        class.define_method("push", $crate::raw_method!(shared::push::<$backend>, 1))?;
+        class.define_method("raise", $crate::raw_method!(shared::raise::<$backend>, -1))?;
         class.define_method(
             "ready?",
             shared::ready_p::<$backend> as unsafe extern "C" fn(magnus::Value) -> magnus::Value,

@@ -246,12 +246,12 @@ pub mod methods {
 #[macro_export]
 macro_rules! define_io_methods {
     ($class:expr, $backend:ty) => {{
-        use magnus::{method, Module as _};
+        use magnus::Module as _;
         use $crate::selector::transfer_loop::methods;
         let class = $class;
-        class.define_method("io_read", method!(methods::io_read::<$backend>, -1))?;
-        class.define_method("io_write", method!(methods::io_write::<$backend>, -1))?;
-        class.define_method("io_pread", method!(methods::io_pread::<$backend>, -1))?;
-        class.define_method("io_pwrite", method!(methods::io_pwrite::<$backend>, -1))?;
+        class.define_method("io_read", $crate::raw_method!(methods::io_read::<$backend>, -1))?;
+        class.define_method("io_write", $crate::raw_method!(methods::io_write::<$backend>, -1))?;
+        class.define_method("io_pread", $crate::raw_method!(methods::io_pread::<$backend>, -1))?;
+        class.define_method("io_pwrite", $crate::raw_method!(methods::io_pwrite::<$backend>, -1))?;
     }};
 }

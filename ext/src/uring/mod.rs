@@ -211,7 +211,7 @@ pub fn init(ruby: &Ruby, selector_module: RModule) -> Result<(), Error> {
     class.define_method("close", method!(URing::close, 0))?;
     class.define_method("closed?", method!(URing::closed_p, 0))?;
     class.define_method("features", method!(URing::features, 0))?;
-    class.define_method("io_wait", method!(ops::poll::io_wait, 3))?;
+    class.define_method("io_wait", crate::raw_method!(ops::poll::io_wait, 3))?;
     crate::define_io_methods!(class, URing);
     class.define_method("io_close", method!(ops::close::io_close, 1))?;
     class.define_method("process_wait", method!(ops::process::process_wait, 3))?;
