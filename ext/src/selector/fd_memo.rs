@@ -30,6 +30,12 @@ impl<T: Copy> FdMemo<T> {
                 return answer;
             }
         }
+        self.ask(fd, address, ask)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn ask(&mut self, fd: RawFd, address: u64, ask: impl FnOnce(RawFd) -> T) -> T {
         let answer = ask(fd);
         self.set(fd, address, answer);
         answer
