@@ -104,9 +104,9 @@ impl EPoll {
 }
 
 /// `select`'s entry point. `select(0)` on the owner thread with no fiber
-/// ready makes its one `epoll_wait` here, without magnus's glue: nothing
+/// ready makes its one `epoll_wait` here, without any method glue: nothing
 /// found answers 0; what was found is recorded and resumed by
-/// `select_collected` (through the glue, since fibers run). Anything else
+/// `select_collected` (through `raw_method!`, since fibers run). Anything else
 /// (another duration, a closed or forked selector, a failed wait, which the
 /// full `select` makes again and reports) goes through `select`. Nothing
 /// here can raise or panic.
@@ -122,14 +122,14 @@ pub unsafe extern "C" fn select_method(rb_self: Value, duration: Value) -> Value
                     // SAFETY: 0 is an immediate Integer.
                     return unsafe { magnus::rb_sys::FromRawValue::from_raw(ZERO) };
                 }
-                // SAFETY: the method as magnus wraps it.
-                Some(_) => return unsafe { magnus::method!(select_collected, 1)(rb_self, duration) },
+                // SAFETY: the method as raw_method! wraps it.
+                Some(_) => return unsafe { crate::raw_method!(select_collected, 1)(rb_self, duration) },
                 None => {}
             }
         }
     }
-    // SAFETY: the full method, as magnus wraps it.
-    unsafe { magnus::method!(select, 1)(rb_self, duration) }
+    // SAFETY: the full method, as raw_method! wraps it.
+    unsafe { crate::raw_method!(select, 1)(rb_self, duration) }
 }
 
 impl EPoll {

@@ -129,7 +129,10 @@ pub mod shared {
 /// the events asked for.
 pub fn io_wait_arguments(ruby: &Ruby, fiber: Value, io: Value, events: Value) -> Result<(Value, RawFd, i32), Error> {
     let fiber = crate::ruby::fiber::check(ruby, fiber)?;
-    let wanted = Integer::from_value(events).ok_or_else(|| type_error(ruby, "events must be an Integer"))?.to_i32()?;
+    let wanted = match fixnum(events).map(i32::try_from) {
+        Some(Ok(wanted)) => wanted,
+        _ => Integer::from_value(events).ok_or_else(|| type_error(ruby, "events must be an Integer"))?.to_i32()?,
+    };
     let fd = crate::ruby::io::descriptor(ruby, io)?;
     Ok((fiber, fd, wanted))
 }

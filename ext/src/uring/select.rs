@@ -47,14 +47,14 @@ impl URing {
 }
 
 /// `select`'s entry point. `select(0)` with nothing to do, the call an
-/// event loop makes on every turn, is answered here without magnus's glue
-/// (which costs more than the check itself); everything else goes through
-/// `select`. Nothing here can raise or panic.
+/// event loop makes on every turn, is answered here without any method
+/// glue (which costs more than the check itself); everything else goes
+/// through `select` (`raw_method!`). Nothing here can raise or panic.
 ///
 /// # Safety
 /// Called by Ruby as the `select` method.
 pub unsafe extern "C" fn select_method(rb_self: Value, duration: Value) -> Value {
-    let full = magnus::method!(select, 1);
+    let full = crate::raw_method!(select, 1);
     if is_zero(duration) {
         if let Some(this) = This::<URing>::exact(rb_self) {
             if this.has_nothing_to_collect() {
@@ -64,7 +64,7 @@ pub unsafe extern "C" fn select_method(rb_self: Value, duration: Value) -> Value
             }
         }
     }
-    // SAFETY: the full method, as magnus wraps it.
+    // SAFETY: the full method, as raw_method! wraps it.
     unsafe { full(rb_self, duration) }
 }
 
