@@ -67,12 +67,6 @@ impl<T> Slots<T> {
         self.slots.get(handle.0).map_or(Lifecycle::Free, |slot| slot.state)
     }
 
-    fn set_state(&mut self, handle: OpHandle, state: Lifecycle) {
-        if let Some(slot) = self.slots.get_mut(handle.0) {
-            slot.state = state;
-        }
-    }
-
     fn release(&mut self, handle: OpHandle) -> Option<T> {
         self.slots.remove(handle.0).map(|slot| slot.refs)
     }
@@ -82,9 +76,13 @@ impl<T> Slots<T> {
         let Some(handle) = OpHandle::decode(user_data) else {
             return false;
         };
-        match self.state(handle) {
+        let Some(slot) = self.slots.get_mut(handle.0) else {
+            // A stale generation: nobody to tell.
+            return false;
+        };
+        match slot.state {
             Lifecycle::Pending => {
-                self.set_state(handle, Lifecycle::Completed { result, flags });
+                slot.state = Lifecycle::Completed { result, flags };
                 self.ready.push_back(handle);
                 true
             }
@@ -92,7 +90,7 @@ impl<T> Slots<T> {
                 self.release(handle);
                 false
             }
-            // A stale generation or a second completion: nobody to tell.
+            // A second completion: nobody to tell.
             Lifecycle::Free | Lifecycle::Completed { .. } => false,
         }
     }
