@@ -6,14 +6,15 @@
 //! nor changed (`O_NONBLOCK` belongs to the open file, which a forked child
 //! or a dup may share). `read`/`write` on a socket are exactly these calls,
 //! except that `write` adds `MSG_EOR` on a `SOCK_SEQPACKET` socket, so we do
-//! too. A pipe, a tty, any other file that waits for readiness takes
+//! too. A pipe, and any other file that waits for readiness, takes
 //! `preadv2`/`pwritev2` with `RWF_NOWAIT`, non-blocking for that call in the
-//! same way; one whose file refuses the flag (`EOPNOTSUPP`) takes
-//! `read`/`write` with `O_NONBLOCK` set for the call if it was not
-//! (`fcntl`), and put back after. So does a regular file (block device,
-//! directory), whose `RWF_NOWAIT` reads answer `-EAGAIN` for data not yet
-//! in the page cache: it never waits for readiness, so that answer would
-//! only send the caller round the loop.
+//! same way. One that refuses the flag (`EOPNOTSUPP`: ttys and named FIFOs
+//! here, every pipe before Linux 6.4; `EPERM` or `ENOSYS` from a seccomp
+//! filter or a kernel before 4.6) takes `read`/`write` with `O_NONBLOCK` set
+//! for the call if it was not (`fcntl`), and put back after. So does a
+//! regular file (block device, directory), whose `RWF_NOWAIT` reads answer
+//! `-EAGAIN` for data not yet in the page cache: it never waits for
+//! readiness, so that answer would only send the caller round the loop.
 //!
 //! Which is which is asked once (`getsockopt(SO_TYPE)`, then `fstat`) per
 //! descriptor and IO object, and remembered (`Routes`). A remembered answer
@@ -38,8 +39,12 @@ pub enum Route {
     Socket { send_flags: libc::c_int },
     /// `preadv2`/`pwritev2` with `RWF_NOWAIT`.
     NoWait,
-    /// `read`/`write` with `O_NONBLOCK` set around the call.
+    /// `read`/`write` with `O_NONBLOCK` set around the call: a file that
+    /// refuses `RWF_NOWAIT`.
     Plain,
+    /// As `Plain`: a regular file, block device or directory, which never
+    /// waits for readiness (URing gives it a ring op instead).
+    File,
 }
 
 /// The route of each descriptor number, with the address of the IO object
@@ -47,7 +52,7 @@ pub enum Route {
 pub type Routes = FdMemo<Route>;
 
 /// Ask the kernel what `fd` is: a socket (and of which type), a file that
-/// never waits for readiness (`Plain`), or anything else (`NoWait`).
+/// never waits for readiness (`File`), or anything else (`NoWait`).
 pub fn probe(fd: RawFd) -> Route {
     let mut kind: libc::c_int = 0;
     let mut size = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
@@ -71,7 +76,7 @@ fn probe_not_socket(fd: RawFd) -> Route {
     }
     // SAFETY: fstat succeeded, so it filled the struct in.
     match unsafe { stat.assume_init() }.st_mode & libc::S_IFMT {
-        libc::S_IFREG | libc::S_IFBLK | libc::S_IFDIR => Route::Plain,
+        libc::S_IFREG | libc::S_IFBLK | libc::S_IFDIR => Route::File,
         _ => Route::NoWait,
     }
 }
@@ -87,7 +92,7 @@ pub struct Channel {
 
 impl Channel {
     pub fn new(fd: RawFd, route: Route) -> Channel {
-        let restore = if route == Route::Plain { set_nonblock(fd) } else { None };
+        let restore = if route.sets_nonblock() { set_nonblock(fd) } else { None };
         Channel { fd, route: Cell::new(route), restore: Cell::new(restore) }
     }
 
@@ -96,10 +101,10 @@ impl Channel {
         self.fd
     }
 
-    /// Take `route` from now on (setting `O_NONBLOCK` for `Plain`).
+    /// Take `route` from now on (setting `O_NONBLOCK` for `Plain` and `File`).
     fn reroute(&self, route: Route) {
         self.route.set(route);
-        if route == Route::Plain && self.restore.get().is_none() {
+        if route.sets_nonblock() && self.restore.get().is_none() {
             self.restore.set(set_nonblock(self.fd));
         }
     }
@@ -132,7 +137,7 @@ impl Channel {
         }
         if self.route.get() == Route::NoWait {
             let result = nowait(self.fd, access, base, len, at);
-            if result != -(libc::EOPNOTSUPP as isize) {
+            if !refused(result) {
                 return (result, changed);
             }
             self.reroute(Route::Plain);
@@ -152,6 +157,18 @@ impl Channel {
             }
         }
     }
+}
+
+impl Route {
+    fn sets_nonblock(self) -> bool {
+        matches!(self, Route::Plain | Route::File)
+    }
+}
+
+/// Whether `RWF_NOWAIT` was refused for this file (`EOPNOTSUPP`), or
+/// `preadv2`/`pwritev2` altogether (a seccomp filter's `EPERM`, `ENOSYS`).
+fn refused(result: isize) -> bool {
+    [libc::EOPNOTSUPP, libc::EPERM, libc::ENOSYS].iter().any(|&errno| result == -(errno as isize))
 }
 
 /// read/write/pread/pwrite.
@@ -178,9 +195,10 @@ fn plain(fd: RawFd, access: BufferAccess, base: *mut u8, len: usize, at: Option<
 /// One read or write that does not wait for the descriptor: `preadv2` or
 /// `pwritev2` with `RWF_NOWAIT`, at `at` or (`None`) at the current
 /// position. Bytes moved or `-errno`: `-EAGAIN` when the descriptor is not
-/// ready, `-EOPNOTSUPP` when its file does not take `RWF_NOWAIT` (the same
-/// answers a ring op with that flag gets: both ask the file the same way).
-/// The kernel is done with the buffer when it returns.
+/// ready, `-EOPNOTSUPP` when its file does not take `RWF_NOWAIT`. The kernel
+/// is done with the buffer when it returns. (On a regular file the call may
+/// still wait, for a frozen filesystem or another thread's hold of the file
+/// position: regular files never come here.)
 #[inline]
 pub fn nowait(fd: RawFd, access: BufferAccess, base: *mut u8, len: usize, at: Option<u64>) -> isize {
     let at = match at.map(libc::off_t::try_from) {
@@ -253,8 +271,12 @@ mod tests {
     }
 
     fn flags(fd: &OwnedFd) -> libc::c_int {
+        flags_of(fd.as_raw_fd())
+    }
+
+    fn flags_of(fd: RawFd) -> libc::c_int {
         // SAFETY: fcntl with F_GETFL takes no pointer.
-        unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) }
+        unsafe { libc::fcntl(fd, libc::F_GETFL) }
     }
 
     #[test]
@@ -337,8 +359,16 @@ mod tests {
     }
 
     #[test]
-    fn regular_files_take_the_plain_route() {
+    fn regular_files_take_the_file_route_and_get_o_nonblock() {
         let file = std::fs::File::open("/proc/self/exe").expect("open a regular file");
-        assert_eq!(probe(file.as_raw_fd()), Route::Plain);
+        assert_eq!(probe(file.as_raw_fd()), Route::File);
+        let before = flags_of(file.as_raw_fd());
+        let channel = Channel::new(file.as_raw_fd(), Route::File);
+        assert_ne!(flags_of(file.as_raw_fd()) & libc::O_NONBLOCK, 0, "O_NONBLOCK for the call");
+        let mut head = [0u8; 4];
+        assert_eq!(channel.attempt(BufferAccess::Fill, head.as_mut_ptr(), 4, Some(0)), (4, None));
+        assert_eq!(&head, b"\x7fELF");
+        channel.finish(|| true);
+        assert_eq!(flags_of(file.as_raw_fd()), before);
     }
 }

@@ -60,11 +60,9 @@ pub struct URing {
     slots: RefCell<Slots<SlotRefs>>,
     /// The op `complete_now` waits for (ops::park::Inline).
     inline: Cell<ops::park::Inline>,
-    /// Which descriptors are files that never wait for readiness (see
-    /// `ops::rw`); borrowed for single look-ups only.
-    kinds: RefCell<ops::rw::Kinds>,
-    /// How bytes that are not steady reach each descriptor without the ring
-    /// (see `ops::rw`); borrowed for single look-ups only.
+    /// How attempts that may not wait reach each descriptor, and which
+    /// descriptors are files (see `ops::rw`); borrowed for single look-ups
+    /// only.
     routes: RefCell<crate::epoll::nonblock::Routes>,
 }
 
@@ -108,7 +106,6 @@ impl URing {
             ring: RefCell::new(Some(ring)),
             slots: RefCell::new(Slots::default()),
             inline: Cell::default(),
-            kinds: RefCell::default(),
             routes: RefCell::default(),
         })
     }

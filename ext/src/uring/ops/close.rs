@@ -13,7 +13,7 @@ pub fn io_close(ruby: &Ruby, rb_self: This<URing>, descriptor: Value) -> Result<
     let fd = io::descriptor(ruby, descriptor)?;
     let build = |user_data| opcode::Close::new(types::Fd(fd)).build().user_data(user_data);
     // SAFETY: a close points at no memory.
-    let result = unsafe { rb_self.complete_now(ruby, build) }?;
+    let result = unsafe { rb_self.complete_now(ruby, None, build) }?;
     if result < 0 {
         return Err(error::syserr(ruby, -result, "io_close"));
     }

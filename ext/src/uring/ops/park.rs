@@ -2,7 +2,7 @@
 //! when the fiber comes back without the completion (STYLE.md section 3.2).
 
 use io_uring::squeue;
-use magnus::{Error, Ruby};
+use magnus::{Error, Ruby, Value};
 
 use crate::ruby::fiber;
 use crate::uring::ring::INLINE_TAG;
@@ -131,11 +131,19 @@ impl URing {
     }
 
     /// Submit `entry` at once and wait for its completion without switching
-    /// fibers (`io_close`, which the kernel runs inline).
+    /// fibers (`io_close`, which the kernel runs inline, and an attempt that may not
+    /// wait on a file). `buffer` is the buffer the op uses, if
+    /// any: should the ring fail before the op completes, it is kept lent
+    /// for good.
     ///
     /// # Safety
     /// As `park`. The op has no slot: the caller's frames hold what it uses.
-    pub unsafe fn complete_now(&self, ruby: &Ruby, build: impl FnOnce(u64) -> squeue::Entry) -> Result<i32, Error> {
+    pub unsafe fn complete_now(
+        &self,
+        ruby: &Ruby,
+        buffer: Option<Value>,
+        build: impl FnOnce(u64) -> squeue::Entry,
+    ) -> Result<i32, Error> {
         self.core.check_owner(ruby)?;
         let Some((inline, user_data)) = self.inline.get().start() else {
             return Err(crate::ruby::error::runtime_error(
@@ -147,11 +155,23 @@ impl URing {
         // SAFETY: forwarded from the caller's contract.
         let result = unsafe { self.run_inline(ruby, user_data, build) };
         self.inline.set(self.inline.get().finish());
-        result
+        match result {
+            Ok(result) => Ok(result),
+            Err((error, in_flight)) => {
+                if in_flight {
+                    // Only when the ring failed: the kernel may still use the buffer.
+                    if let Some(buffer) = buffer {
+                        crate::ruby::buffer::keep_lent_forever(buffer);
+                    }
+                }
+                Err(error)
+            }
+        }
     }
 
     /// `complete_now`'s op, started: push, submit, wait. The result wins over
-    /// an error met on the way.
+    /// an error met on the way; an error says whether the op may still be in
+    /// flight.
     ///
     /// # Safety
     /// As `complete_now`.
@@ -160,16 +180,20 @@ impl URing {
         ruby: &Ruby,
         user_data: u64,
         build: impl FnOnce(u64) -> squeue::Entry,
-    ) -> Result<i32, Error> {
-        // SAFETY: forwarded from the caller's contract.
-        unsafe { self.push_sqe(ruby, &build(user_data)) }?;
+    ) -> Result<i32, (Error, bool)> {
+        // SAFETY: forwarded from the caller's contract. If it fails, the
+        // kernel never saw the entry.
+        unsafe { self.push_sqe(ruby, &build(user_data)) }.map_err(|error| (error, false))?;
         let submitted = self.submit_now(ruby);
         self.wait_until(ruby, || self.inline.get().result(user_data).is_some());
         match self.inline.get().result(user_data) {
             Some(result) => Ok(result),
-            None => Err(submitted.err().unwrap_or_else(|| {
-                crate::ruby::error::io_error(ruby, "selector closed while an operation was in flight")
-            })),
+            None => {
+                let error = submitted.err().unwrap_or_else(|| {
+                    crate::ruby::error::io_error(ruby, "selector closed while an operation was in flight")
+                });
+                Err((error, true))
+            }
         }
     }
 

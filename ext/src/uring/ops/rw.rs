@@ -1,21 +1,21 @@
 //! `io_read`, `io_write`, `io_pread` and `io_pwrite` through the ring, on top
 //! of the shared transfer loop. An attempt that may not wait (a write's
-//! first try, every `length == 0` call) completes inside the enter that
-//! submits it; an attempt that waits parks the fiber on an op that lends the
-//! caller's buffer to the kernel, so if the fiber leaves early the op is
-//! cancelled and drained before the error propagates (`OnInterrupt::Drain`).
+//! first try, every `length == 0` call) completes before the call goes on,
+//! without switching fibers: a system call that does not wait, or on a file
+//! an op with `RWF_NOWAIT` completed inside the enter that submits it. An
+//! attempt that waits parks the fiber on an op that lends the caller's
+//! buffer to the kernel, so if the fiber leaves early the op is cancelled and
+//! drained before the error propagates (`OnInterrupt::Drain`).
 
 use io_uring::{opcode, squeue, types};
-use std::os::fd::RawFd;
 
 use magnus::{rb_sys::AsRawValue, Error, Ruby};
 
 use super::park::{OnInterrupt, Parked};
 use super::poll;
-use crate::epoll::nonblock::{self, Channel};
+use crate::epoll::nonblock::{self, Channel, Route};
 use crate::ruby::buffer::BufferAccess;
 use crate::ruby::pins::Pin;
-use crate::selector::fd_memo::FdMemo;
 use crate::selector::transfer_loop::{self, Call, Transfer};
 use crate::uring::{SlotRefs, URing};
 
@@ -25,22 +25,21 @@ struct RingIo<'a> {
 }
 
 impl transfer_loop::Attempts for RingIo<'_> {
-    /// A write is tried at once first: a socket or pipe usually has room, and
-    /// an attempt that cannot wait completes inside the enter that submits
-    /// it, so the fiber need not switch away and back. Only a write that
-    /// would block, and every read (whose data has usually not arrived yet),
-    /// park on an op that the kernel completes when the descriptor is ready.
-    /// The loop fiber cannot park: it only tries (and `run` does not wait).
+    /// A write is tried at once first: a socket or pipe usually has room, so
+    /// the fiber need not switch away and back. Only a write that would
+    /// block, and every read (whose data has usually not arrived yet), park
+    /// on an op that the kernel completes when the descriptor is ready. The
+    /// loop fiber cannot park: it only tries (and `run` does not wait).
     /// Bytes that are not steady never reach the ring (`nonblocking`).
     fn attempt(&self, op: &Transfer, base: *mut u8, len: usize, position: Option<u64>) -> Result<isize, Error> {
         if !op.steady {
-            return Ok(self.nonblocking(op, base, len, position));
+            return Ok(self.nonblocking(self.route(op), op, base, len, position));
         }
         if op.access == BufferAccess::Fill && self.may_wait() {
             return self.park(op, base, len, position);
         }
         // A write, or a read on the loop fiber: try at once.
-        let result = self.now(op, base, len, position)?;
+        let (result, _) = self.now(op, base, len, position)?;
         if !would_wait(result) {
             return Ok(result);
         }
@@ -51,23 +50,19 @@ impl transfer_loop::Attempts for RingIo<'_> {
     }
 
     /// One attempt that does not wait for readiness. A file that refuses
-    /// RWF_NOWAIT (`-EOPNOTSUPP`: tmpfs, for one), or a regular file that
-    /// answers `-EAGAIN` (ext4 does for a write that would block on the
-    /// disk), gets the op that may wait: a file never waits for readiness,
-    /// so that op is still one attempt (and `io_wait` would call the file
-    /// ready at once, over and over).
+    /// RWF_NOWAIT (`-EOPNOTSUPP`: tmpfs, for one), or answers `-EAGAIN`
+    /// (ext4 does for a write that would block on the disk), gets the op
+    /// that may wait: a file never waits for readiness, so that op is still
+    /// one attempt (and `io_wait` would call the file ready at once, over
+    /// and over).
     fn attempt_now(&self, op: &Transfer, base: *mut u8, len: usize, position: Option<u64>) -> Result<isize, Error> {
         if !op.steady {
-            return Ok(self.nonblocking(op, base, len, position));
+            return Ok(self.nonblocking(self.route(op), op, base, len, position));
         }
-        let result = self.now(op, base, len, position)?;
-        let refused = result == -(libc::EOPNOTSUPP as isize)
-            || (result == -(libc::EAGAIN as isize)
-                && self.selector.kinds.borrow_mut().get(op.fd, op.io.as_raw(), is_file));
-        if refused {
-            return self.park(op, base, len, position);
+        match self.now(op, base, len, position)? {
+            (result, Route::File) if would_wait(result) => self.park(op, base, len, position),
+            (result, _) => Ok(result),
         }
-        Ok(result)
     }
 
     fn wait_ready(&self, op: &Transfer, events: i32) -> Result<(), Error> {
@@ -83,27 +78,6 @@ impl transfer_loop::Attempts for RingIo<'_> {
 /// must be made again as an op that may wait.
 fn would_wait(result: isize) -> bool {
     result == -(libc::EAGAIN as isize) || result == -(libc::EOPNOTSUPP as isize)
-}
-
-/// Whether each descriptor is a file that never waits for readiness (a
-/// regular file, a block device, a directory), asked once (`fstat`) per
-/// descriptor number and IO object. A stale answer (`IO#reopen` onto
-/// another kind of file under the same number and IO) is not asked again:
-/// it costs an op that may wait where none was needed, or, for a regular
-/// file remembered as something else, `-EAGAIN` answers (and `io_wait`
-/// calling the file ready) until the disk has caught up: a busy wait, never
-/// a wrong result.
-pub type Kinds = FdMemo<bool>;
-
-fn is_file(fd: RawFd) -> bool {
-    let mut stat = std::mem::MaybeUninit::<libc::stat>::uninit();
-    // SAFETY: fstat writes a `stat` into the out-pointer (checked by the result).
-    if unsafe { libc::fstat(fd, stat.as_mut_ptr()) } != 0 {
-        return false;
-    }
-    // SAFETY: fstat succeeded, so it filled the struct in.
-    let mode = unsafe { stat.assume_init() }.st_mode & libc::S_IFMT;
-    matches!(mode, libc::S_IFREG | libc::S_IFBLK | libc::S_IFDIR)
 }
 
 impl RingIo<'_> {
@@ -130,30 +104,58 @@ impl RingIo<'_> {
         }
     }
 
-    /// One attempt that may not wait (RWF_NOWAIT), made by this thread as a
-    /// plain system call: what a ring op with that flag does, without the
-    /// ring's round (an SQE, an enter, a reap). No other Ruby code runs
-    /// between the descriptor's look-up and the kernel's use of it, and the
-    /// kernel is done with the bytes when it returns.
-    fn now(&self, op: &Transfer, base: *mut u8, len: usize, position: Option<u64>) -> Result<isize, Error> {
-        // Refused as a ring op would be: from another thread, in a forked
-        // child, on a closed selector.
-        self.selector.core.check_owner(self.ruby)?;
-        self.selector.with_ring(self.ruby, |_| ())?;
-        Ok(nonblock::nowait(op.fd, op.access, base, len, position))
+    /// How attempts reach `op`'s descriptor without waiting (`nonblock`),
+    /// asked once per descriptor and IO object (see there for why a stale
+    /// answer is safe; a regular file remembered as something else answers
+    /// `-EAGAIN`, and `io_wait` calls it ready, until the disk has caught
+    /// up: a busy wait, never a wrong result).
+    fn route(&self, op: &Transfer) -> Route {
+        self.selector.routes.borrow_mut().get(op.fd, op.io.as_raw(), nonblock::probe)
     }
 
-    /// One attempt with bytes that are not steady (`Loan::is_steady`): not
-    /// through the ring, whose op could still be in the kernel's hands after
-    /// a failure had made us give up on it, but as the EPoll selector makes
-    /// it: `recv`/`send` with `MSG_DONTWAIT` on a socket, otherwise a
-    /// `read`/`write` with `O_NONBLOCK` set for the call (a regular file
-    /// ignores it: the call waits for the disk with the GVL held). The
-    /// kernel is done with the bytes when it returns.
-    fn nonblocking(&self, op: &Transfer, base: *mut u8, len: usize, position: Option<u64>) -> isize {
-        let route = self.selector.routes.borrow_mut().get(op.fd, op.io.as_raw(), nonblock::probe);
+    /// One attempt that may not wait, completed before this returns, without
+    /// switching fibers (no other Ruby code runs between the descriptor's
+    /// look-up and its use), with the route it took. On a file, an op with
+    /// RWF_NOWAIT completed inside the enter that submits it: a system call
+    /// could block this thread, GVL held, where the ring answers at once (a
+    /// frozen filesystem; another thread holding the file's position). On
+    /// anything else, a system call that does not wait (`nonblocking`), one
+    /// system call either way and no ring op to set up and reap.
+    fn now(&self, op: &Transfer, base: *mut u8, len: usize, position: Option<u64>) -> Result<(isize, Route), Error> {
+        // Refused as a ring op: from another thread, in a forked child, on a
+        // closed selector.
+        self.selector.core.check_owner(self.ruby)?;
+        self.selector.with_ring(self.ruby, |_| ())?;
+        let route = self.route(op);
+        if route != Route::File {
+            return Ok((self.nonblocking(route, op, base, len, position), route));
+        }
+        let build = Self::entry(op, base, len, position, libc::RWF_NOWAIT);
+        // SAFETY: the bytes lie in the lent buffer, steady (the lock is ours),
+        // which the caller holds until this returns; the op has completed by
+        // then, or, if the ring failed first, the buffer is kept lent for good.
+        let result = unsafe { self.selector.complete_now(self.ruby, Some(op.buffer), build) }?;
+        Ok((result as isize, route))
+    }
+
+    /// One attempt as the EPoll selector makes it (`nonblock::Channel`):
+    /// `recv`/`send` with `MSG_DONTWAIT` on a socket, `preadv2`/`pwritev2`
+    /// with `RWF_NOWAIT` on a pipe, `read`/`write` with `O_NONBLOCK` set for
+    /// the call on a file that refuses that flag (a tty, a named FIFO) and on
+    /// a regular file (which then waits for the disk with the GVL held). The
+    /// kernel is done with the bytes when it returns. Used for every attempt
+    /// with bytes that are not steady (`Loan::is_steady`), whose op could
+    /// still be in the kernel's hands after a ring failure had made us give
+    /// up on it. A position on a pipe or socket is ignored, as the ring's
+    /// ops ignore it (`preadv2` answers `ESPIPE`).
+    fn nonblocking(&self, route: Route, op: &Transfer, base: *mut u8, len: usize, position: Option<u64>) -> isize {
         let channel = Channel::new(op.fd, route);
-        let (result, changed) = channel.attempt(op.access, base, len, position);
+        let (mut result, mut changed) = channel.attempt(op.access, base, len, position);
+        if position.is_some() && result == -(libc::ESPIPE as isize) {
+            let (stream, rerouted) = channel.attempt(op.access, base, len, None);
+            result = stream;
+            changed = rerouted.or(changed);
+        }
         if let Some(route) = changed {
             self.selector.routes.borrow_mut().set(op.fd, op.io.as_raw(), route);
         }
