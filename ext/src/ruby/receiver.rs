@@ -4,8 +4,9 @@
 //! `rb_protect`, about 200 instructions on every call, which is most of what
 //! a `select(0)` or a `wakeup` costs. A receiver of our own types is a typed
 //! T_DATA whose type pointer is `T::data_type()`: comparing that pointer is
-//! the whole check. Anything else takes magnus's path, which raises the usual
-//! `TypeError`.
+//! the whole check. Anything else takes magnus's path (methods wrapped by
+//! magnus) or `rb_check_typeddata` (raw entries: `raw_method!`), which
+//! raise the usual `TypeError`.
 
 use std::ops::Deref;
 use std::panic::AssertUnwindSafe;
@@ -70,7 +71,15 @@ impl<T: TypedData> This<T> {
         }
         // SAFETY: raises TypeError for anything that is not a `T` (the
         // caller accepts the longjmp); otherwise returns its data pointer.
-        This(unsafe { &*rb_sys::rb_check_typeddata(value.as_raw(), data_type_of::<T>()).cast::<T>() })
+        let data = unsafe { rb_sys::rb_check_typeddata(value.as_raw(), data_type_of::<T>()) }.cast::<T>();
+        if data.is_null() {
+            // A `T` not initialised (our classes have no allocator, so this
+            // is not reachable from Ruby): as magnus's conversion answers.
+            // SAFETY: raises TypeError (the caller accepts the longjmp).
+            unsafe { rb_sys::rb_raise(rb_sys::rb_eTypeError, c"uninitialized selector".as_ptr()) }
+        }
+        // SAFETY: a non-null data pointer of an object of type `T` is a `T`.
+        This(unsafe { &*data })
     }
 }
 
@@ -108,8 +117,39 @@ pub unsafe fn call_method<T: TypedData + 'static, R: IntoValue>(
     match result {
         Ok(Ok(value)) => value,
         // SAFETY: the body and its values are gone; nothing here needs dropping.
-        Ok(Err(error)) | Err(error) => unsafe { magnus::rb_sys::resume_error(error) },
+        Ok(Err(error)) | Err(error) => unsafe { raise_error(error) },
     }
+}
+
+/// Raise `error` from a method entry. An error made of a class and a
+/// message becomes its exception here, under `protect` (a constructor that
+/// throws or breaks comes back as that jump, which is then resumed); magnus
+/// would make it inside its own raise, where a jump is a panic in a frame
+/// that cannot unwind: an abort.
+///
+/// # Safety
+/// As `call_method`: nothing that needs dropping may be alive in the
+/// caller's frames.
+#[cold]
+#[inline(never)]
+unsafe fn raise_error(error: Error) -> ! {
+    use magnus::{error::ErrorType, prelude::*};
+    // SAFETY: called from a method entry, with the GVL.
+    let ruby = unsafe { Ruby::get_unchecked() };
+    let error = match error.error_type() {
+        ErrorType::Error(class, message) if class.as_raw() != ruby.exception_fatal().as_raw() => {
+            let made = class.new_instance((ruby.str_new(message),));
+            // The message is copied: nothing of the error is needed now.
+            drop(error);
+            match made {
+                Ok(exception) => Error::from(exception),
+                Err(other) => other,
+            }
+        }
+        _ => error,
+    };
+    // SAFETY: as the caller promises; `error` is moved in whole.
+    unsafe { magnus::rb_sys::resume_error(error) }
 }
 
 /// The arguments of an arity -1 method.
