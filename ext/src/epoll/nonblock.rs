@@ -140,8 +140,14 @@ impl Channel {
             if !refused(result) {
                 return (result, changed);
             }
-            self.reroute(Route::Plain);
-            changed = Some(Route::Plain);
+            // A file that refuses the flag, or a regular file behind a stale
+            // answer (the IO reopened onto one): which, asked again.
+            let route = match probe_not_socket(self.fd) {
+                Route::File => Route::File,
+                _ => Route::Plain,
+            };
+            self.reroute(route);
+            changed = Some(route);
         }
         (plain(self.fd, access, base, len, at), changed)
     }

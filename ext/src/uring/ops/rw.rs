@@ -60,7 +60,19 @@ impl transfer_loop::Attempts for RingIo<'_> {
             return Ok(self.nonblocking(self.route(op), op, base, len, position));
         }
         match self.now(op, base, len, position)? {
-            (result, Route::File) if would_wait(result) => self.park(op, base, len, position),
+            (result, Route::File) if would_wait(result) => {
+                // Parking is right for a file only: a stale answer (the IO
+                // reopened onto a pipe, a descriptor number reused) would
+                // park where the call must answer at once. Asked again here,
+                // off the fast path.
+                match nonblock::probe(op.fd) {
+                    Route::File => self.park(op, base, len, position),
+                    route => {
+                        self.selector.routes.borrow_mut().set(op.fd, op.io.as_raw(), route);
+                        Ok(self.nonblocking(route, op, base, len, position))
+                    }
+                }
+            }
             (result, _) => Ok(result),
         }
     }
@@ -105,10 +117,14 @@ impl RingIo<'_> {
     }
 
     /// How attempts reach `op`'s descriptor without waiting (`nonblock`),
-    /// asked once per descriptor and IO object (see there for why a stale
-    /// answer is safe; a regular file remembered as something else answers
-    /// `-EAGAIN`, and `io_wait` calls it ready, until the disk has caught
-    /// up: a busy wait, never a wrong result).
+    /// asked once per descriptor and IO object. A stale answer (`IO#reopen`,
+    /// a reused number): a socket route meets ENOTSOCK and a refused
+    /// `RWF_NOWAIT` asks again (`Channel`); a file route asked again before
+    /// a `length == 0` call would park (`attempt_now`); a first write on a
+    /// file route that is a pipe now parks on an op that waits for room, as
+    /// it should; and a regular file remembered as something else answers
+    /// `-EAGAIN`, and `io_wait` calls it ready, until the disk has caught up
+    /// (a busy wait, never a wrong result).
     fn route(&self, op: &Transfer) -> Route {
         self.selector.routes.borrow_mut().get(op.fd, op.io.as_raw(), nonblock::probe)
     }
@@ -146,12 +162,17 @@ impl RingIo<'_> {
     /// kernel is done with the bytes when it returns. Used for every attempt
     /// with bytes that are not steady (`Loan::is_steady`), whose op could
     /// still be in the kernel's hands after a ring failure had made us give
-    /// up on it. A position on a pipe or socket is ignored, as the ring's
-    /// ops ignore it (`preadv2` answers `ESPIPE`).
+    /// up on it. A position is ignored where the ring's ops ignore it (for
+    /// which `preadv2` answers `ESPIPE`): any position on a pipe, position 0
+    /// on a socket (any other is `ESPIPE` for the ring's op too).
     fn nonblocking(&self, route: Route, op: &Transfer, base: *mut u8, len: usize, position: Option<u64>) -> isize {
         let channel = Channel::new(op.fd, route);
         let (mut result, mut changed) = channel.attempt(op.access, base, len, position);
-        if position.is_some() && result == -(libc::ESPIPE as isize) {
+        let ring_ignores = match route {
+            Route::Socket { .. } => position == Some(0),
+            _ => position.is_some(),
+        };
+        if ring_ignores && result == -(libc::ESPIPE as isize) {
             let (stream, rerouted) = channel.attempt(op.access, base, len, None);
             result = stream;
             changed = rerouted.or(changed);
