@@ -30,6 +30,7 @@
 # Child scripts use the lib/ of the build the test process loaded.
 
 require_relative "support"
+require_relative "../support/nowait_calls"
 require "fcntl"
 require "fileutils"
 require "io/console"
@@ -40,6 +41,9 @@ require "tmpdir"
 
 module SoundnessNowaitAttempt
   include Soundness::Helpers
+  include NowaitCalls
+
+  CALLS = File.expand_path("../support/nowait_calls.rb", __dir__)
 
   EAGAIN = -Errno::EAGAIN::Errno
   ESPIPE = -Errno::ESPIPE::Errno
@@ -50,49 +54,6 @@ module SoundnessNowaitAttempt
     $LOADED_FEATURES.filter_map { |path| path[%r{\A(.*)/io_event_uring/[^/]+/io_event_uring\.so\z}, 1] }.first ||
     Soundness::LIB
 
-  def buffer_of(string)
-    buffer = IO::Buffer.new(string.bytesize)
-    buffer.set_string(string)
-    buffer
-  end
-
-  # Like `in_fiber`, but the value of a call that parked is kept: returns a
-  # lambda that drives `selector` until the call is done and answers its
-  # value (or :parked after `timeout` seconds), and whether it parked.
-  def start_call(selector, &block)
-    value = nil
-    done = false
-    fiber = Fiber.new do
-      value = begin
-        block.call
-      rescue StandardError => error
-        "raised #{error.class}: #{error.message}"
-      end
-      done = true
-    end
-    fiber.transfer
-    parked = !done
-    answer = lambda do |timeout: 1|
-      drive_until(selector, timeout: timeout) { done } ? value : :parked
-    end
-    [answer, parked]
-  end
-
-  # The answer of a call that must not switch fibers (a `length == 0` call:
-  # one attempt): its value, or :parked.
-  def at_once(selector, &block)
-    answer, parked = start_call(selector, &block)
-    parked ? :parked : answer.call
-  end
-
-  # The answer of a call that may switch fibers, once it is done (or :parked).
-  def completed(selector, &block)
-    start_call(selector, &block).first.call
-  end
-
-  def nonblock?(io)
-    io.fcntl(Fcntl::F_GETFL).anybits?(File::NONBLOCK)
-  end
 end
 
 # (1) io_pread/io_pwrite on a pipe or socket. The ring's read/write op ignores
@@ -316,41 +277,8 @@ module SoundnessNowaitRefusedSyscalls
         data = Marshal.dump([:report, value])
         $channel.write([data.bytesize].pack("N"), data)
       end
-      def buffer_of(string)
-        buffer = IO::Buffer.new(string.bytesize)
-        buffer.set_string(string)
-        buffer
-      end
-      def nonblock?(io)
-        io.fcntl(Fcntl::F_GETFL).anybits?(File::NONBLOCK)
-      end
-      def start_call(selector)
-        value = nil
-        done = false
-        fiber = Fiber.new do
-          value = begin
-            yield
-          rescue StandardError => error
-            "raised \#{error.class}: \#{error.message}"
-          end
-          done = true
-        end
-        fiber.transfer
-        parked = !done
-        answer = lambda do
-          deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + 1
-          selector.select(0.02) until done || Process.clock_gettime(Process::CLOCK_MONOTONIC) > deadline
-          done ? value : :parked
-        end
-        [answer, parked]
-      end
-      def at_once(selector, &block)
-        answer, parked = start_call(selector, &block)
-        parked ? :parked : answer.call
-      end
-      def completed(selector, &block)
-        start_call(selector, &block).first.call
-      end
+      require #{CALLS.inspect}
+      include NowaitCalls
     RUBY
   end
 
