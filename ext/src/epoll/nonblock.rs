@@ -204,7 +204,7 @@ fn plain(fd: RawFd, access: BufferAccess, base: *mut u8, len: usize, at: Option<
 /// ready, `-EOPNOTSUPP` when its file does not take `RWF_NOWAIT`. The kernel
 /// is done with the buffer when it returns. (On a regular file the call may
 /// still wait, for a frozen filesystem or another thread's hold of the file
-/// position: regular files never come here.)
+/// position: regular files take other routes, but for a stale answer.)
 #[inline]
 pub fn nowait(fd: RawFd, access: BufferAccess, base: *mut u8, len: usize, at: Option<u64>) -> isize {
     let at = match at.map(libc::off_t::try_from) {

@@ -131,10 +131,9 @@ impl URing {
     }
 
     /// Submit `entry` at once and wait for its completion without switching
-    /// fibers (`io_close`, which the kernel runs inline, and an attempt that may not
-    /// wait on a file). `buffer` is the buffer the op uses, if
-    /// any: should the ring fail before the op completes, it is kept lent
-    /// for good.
+    /// fibers (`io_close`, which the kernel runs inline, and an attempt that
+    /// may not wait on a file). `buffer` is the buffer the op uses, if any:
+    /// should the ring fail before the op completes, it is kept lent for good.
     ///
     /// # Safety
     /// As `park`. The op has no slot: the caller's frames hold what it uses.

@@ -138,12 +138,12 @@ impl RingIo<'_> {
     /// anything else, a system call that does not wait (`nonblocking`), one
     /// system call either way and no ring op to set up and reap.
     fn now(&self, op: &Transfer, base: *mut u8, len: usize, position: Option<u64>) -> Result<(isize, Route), Error> {
-        // Refused as a ring op: from another thread, in a forked child, on a
-        // closed selector.
-        self.selector.core.check_owner(self.ruby)?;
-        self.selector.with_ring(self.ruby, |_| ())?;
         let route = self.route(op);
         if route != Route::File {
+            // Refused as the ring op is (`complete_now` checks the same): from
+            // another thread, in a forked child, on a closed selector.
+            self.selector.core.check_owner(self.ruby)?;
+            self.selector.with_ring(self.ruby, |_| ())?;
             return Ok((self.nonblocking(route, op, base, len, position), route));
         }
         let build = Self::entry(op, base, len, position, libc::RWF_NOWAIT);
