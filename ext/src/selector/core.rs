@@ -235,17 +235,17 @@ impl Core {
     /// dead ones. Returns how many ran.
     #[inline]
     pub fn flush_ready(&self, ruby: &Ruby) -> Result<usize, Error> {
-        let budget = self.state.borrow().ready.flush_budget();
-        if budget == 0 {
+        if self.state.borrow().ready.is_empty() {
             return Ok(0);
         }
-        self.flush_ready_within(ruby, budget)
+        self.flush_ready_now(ruby)
     }
 
-    fn flush_ready_within(&self, ruby: &Ruby, mut budget: usize) -> Result<usize, Error> {
+    fn flush_ready_now(&self, ruby: &Ruby) -> Result<usize, Error> {
+        let limit = self.state.borrow().ready.flush_limit();
         let mut ran = 0;
-        while budget > 0 {
-            let next = self.state.borrow_mut().ready.pop_within(&mut budget);
+        loop {
+            let next = self.state.borrow_mut().ready.pop_before(limit);
             let Some(next) = next else { break };
             let next = ruby.get_inner(next);
             if fiber::is_alive(next)? {

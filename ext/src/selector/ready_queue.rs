@@ -1,52 +1,71 @@
 //! The ready queue: fibers to run at the next `select`, in FIFO order.
 //!
-//! Entries live in a `Slab`, so that a fiber that queued itself (`resume`,
-//! `raise`) removes its own entry in O(1) on every exit path, whether or not
-//! the loop already ran it; removal leaves a stale key in `order`, which the
-//! flush skips.
+//! Entries are numbered in push order, and a `Token` is that number: an
+//! entry's position is its number minus the front's, so a fiber that queued
+//! itself (`resume`, `raise`) removes its own entry in O(1) on every exit
+//! path, whether or not the loop already ran it. Removal leaves an empty
+//! position, which pops skip (and which leaves at once when it is the
+//! front). Numbers never repeat, so a token names nothing once its entry
+//! has left the queue.
 
 use std::collections::VecDeque;
 
-use super::slab::{Key, Slab};
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Token(u64);
 
-pub type Token = Key;
+/// Where a flush stops: positions numbered from here on were pushed after
+/// it began.
+#[derive(Clone, Copy)]
+pub struct Limit(u64);
 
 pub struct ReadyQueue<T> {
-    order: VecDeque<Key>,
-    entries: Slab<T>,
+    /// Oldest first; `None` where an entry was removed.
+    positions: VecDeque<Option<T>>,
+    /// The number of `positions[0]`.
+    front: u64,
+    /// How many positions hold an entry.
+    live: usize,
 }
 
 impl<T> Default for ReadyQueue<T> {
     fn default() -> Self {
-        ReadyQueue { order: VecDeque::new(), entries: Slab::default() }
+        ReadyQueue { positions: VecDeque::new(), front: 0, live: 0 }
     }
 }
 
 impl<T> ReadyQueue<T> {
     pub fn push(&mut self, value: T) -> Token {
-        let token = self.entries.insert(value);
-        self.order.push_back(token);
+        let token = Token(self.front + self.positions.len() as u64);
+        self.positions.push_back(Some(value));
+        self.live += 1;
         token
     }
 
     /// Remove the entry `token` names, if it is still queued.
     pub fn remove(&mut self, token: Token) -> Option<T> {
-        self.entries.remove(token)
+        let index = usize::try_from(token.0.checked_sub(self.front)?).ok()?;
+        let value = self.positions.get_mut(index)?.take()?;
+        self.live -= 1;
+        while let Some(None) = self.positions.front() {
+            self.positions.pop_front();
+            self.front += 1;
+        }
+        Some(value)
     }
 
-    /// How many queue positions a flush starting now may visit: entries pushed
-    /// after this call wait for the next flush.
-    pub fn flush_budget(&self) -> usize {
-        self.order.len()
+    /// Where a flush starting now stops: entries pushed after this call
+    /// wait for the next flush.
+    pub fn flush_limit(&self) -> Limit {
+        Limit(self.front + self.positions.len() as u64)
     }
 
-    /// Pop the oldest position while `budget` lasts, returning its value if the
-    /// entry is still live (removed entries leave a stale position behind).
-    pub fn pop_within(&mut self, budget: &mut usize) -> Option<T> {
-        while *budget > 0 {
-            *budget -= 1;
-            let token = self.order.pop_front()?;
-            if let Some(value) = self.entries.remove(token) {
+    /// Pop the oldest entry pushed before `limit`, skipping removed ones.
+    pub fn pop_before(&mut self, limit: Limit) -> Option<T> {
+        while self.front < limit.0 {
+            let position = self.positions.pop_front()?;
+            self.front += 1;
+            if let Some(value) = position {
+                self.live -= 1;
                 return Some(value);
             }
         }
@@ -54,15 +73,15 @@ impl<T> ReadyQueue<T> {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.live == 0
     }
 
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.live
     }
 
     pub fn values(&self) -> impl Iterator<Item = &T> {
-        self.entries.iter().map(|(_, value)| value)
+        self.positions.iter().flatten()
     }
 }
 
@@ -71,8 +90,8 @@ mod tests {
     use super::*;
 
     fn drain(queue: &mut ReadyQueue<u32>) -> Vec<u32> {
-        let mut budget = queue.flush_budget();
-        std::iter::from_fn(|| queue.pop_within(&mut budget)).collect()
+        let limit = queue.flush_limit();
+        std::iter::from_fn(|| queue.pop_before(limit)).collect()
     }
 
     #[test]
@@ -90,33 +109,56 @@ mod tests {
     fn removed_entries_are_skipped() {
         let mut queue = ReadyQueue::default();
         let a = queue.push(1);
-        queue.push(2);
+        let b = queue.push(2);
+        queue.push(3);
+        assert_eq!(queue.remove(b), Some(2));
+        assert_eq!(queue.remove(b), None, "a second remove is a no-op");
         assert_eq!(queue.remove(a), Some(1));
-        assert_eq!(queue.remove(a), None, "a second remove is a no-op");
-        assert_eq!(drain(&mut queue), vec![2]);
+        assert_eq!(queue.values().copied().collect::<Vec<_>>(), vec![3]);
+        assert_eq!(drain(&mut queue), vec![3]);
     }
 
     #[test]
     fn pushes_during_a_flush_wait_for_the_next() {
         let mut queue = ReadyQueue::default();
         queue.push(1);
-        queue.push(2);
-        let mut budget = queue.flush_budget();
-        assert_eq!(queue.pop_within(&mut budget), Some(1));
+        let second = queue.push(2);
+        let limit = queue.flush_limit();
+        assert_eq!(queue.pop_before(limit), Some(1));
         queue.push(3);
-        assert_eq!(queue.pop_within(&mut budget), Some(2));
-        assert_eq!(queue.pop_within(&mut budget), None);
-        assert_eq!(drain(&mut queue), vec![3]);
+        assert_eq!(queue.pop_before(limit), Some(2));
+        assert_eq!(queue.pop_before(limit), None);
+        assert_eq!(queue.remove(second), None, "already run");
+        // Removing the front during a flush does not stretch it.
+        let fourth = queue.push(4);
+        let limit = queue.flush_limit();
+        assert_eq!(queue.pop_before(limit), Some(3));
+        queue.push(5);
+        assert_eq!(queue.remove(fourth), Some(4));
+        assert_eq!(queue.pop_before(limit), None);
+        assert_eq!(drain(&mut queue), vec![5]);
     }
 
     #[test]
-    fn stale_token_does_not_remove_reused_entry() {
+    fn a_token_never_names_a_later_entry() {
         let mut queue = ReadyQueue::default();
         let old = queue.push(1);
         assert_eq!(drain(&mut queue), vec![1]);
         let new = queue.push(2);
+        assert_ne!(old, new);
         assert_eq!(queue.remove(old), None);
         assert_eq!(queue.len(), 1);
         assert_eq!(queue.remove(new), Some(2));
+        assert!(queue.is_empty());
+    }
+
+    #[test]
+    fn queued_and_removed_at_once_leaves_nothing_behind() {
+        let mut queue: ReadyQueue<u32> = ReadyQueue::default();
+        for i in 0..1000 {
+            let token = queue.push(i);
+            assert_eq!(queue.remove(token), Some(i));
+        }
+        assert!(queue.positions.is_empty());
     }
 }

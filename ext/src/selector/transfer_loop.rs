@@ -174,6 +174,7 @@ fn size_arg_other(ruby: &Ruby, value: Value, name: &str) -> Result<usize, Error>
 }
 
 impl Call {
+    #[inline(always)]
     fn new(
         ruby: &Ruby,
         access: BufferAccess,

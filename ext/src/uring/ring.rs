@@ -178,7 +178,12 @@ impl Ring {
     /// nothing in the CQ: a non-blocking `select` has nothing to collect.
     /// Plain loads only.
     pub fn is_quiet(&mut self) -> bool {
-        !self.needs_enter() && self.uring.completion().is_empty()
+        !self.needs_enter() && self.has_no_completions()
+    }
+
+    /// Whether the CQ is empty (a plain load; an overflow is `needs_enter`'s).
+    pub fn has_no_completions(&mut self) -> bool {
+        self.uring.completion().is_empty()
     }
 
     /// Whether SQEs are waiting to be submitted.

@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use magnus::{Error, Ruby, Value};
 
-use super::ring::Ring;
 use super::URing;
 use crate::ruby::receiver::This;
 use crate::ruby::{error, fiber};
@@ -18,8 +17,16 @@ impl URing {
     /// fibers that keep answering each other must not hold the loop here.
     /// No borrow is held while a fiber runs; a fiber resumed by another
     /// route in the meantime has taken its result already and is skipped.
+    #[inline(always)]
     fn resume_completed(&self, ruby: &Ruby) -> Result<usize, Error> {
-        let mut budget = self.slots.borrow().ready_len();
+        let budget = self.slots.borrow().ready_len();
+        if budget == 0 {
+            return Ok(0);
+        }
+        self.resume_completed_within(ruby, budget)
+    }
+
+    fn resume_completed_within(&self, ruby: &Ruby, mut budget: usize) -> Result<usize, Error> {
         let mut resumed = 0;
         while budget > 0 {
             let next = self.slots.borrow_mut().next_ready(&mut budget).and_then(|refs| refs.fiber);
@@ -75,7 +82,7 @@ impl URing {
         self.core.is_owner_here()
             && !self.core.is_ready()
             && self.slots.try_borrow().is_ok_and(|slots| !slots.has_ready())
-            && self.ring.try_borrow_mut().is_ok_and(|mut ring| ring.as_mut().is_some_and(Ring::is_quiet))
+            && self.is_quiet()
     }
 }
 

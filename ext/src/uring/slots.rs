@@ -34,7 +34,7 @@ pub enum Lifecycle {
     /// Pushed to the ring; the waiter is (about to be) parked.
     Pending,
     /// The completion arrived; the waiter has not picked it up yet.
-    Completed { result: i32, flags: u32 },
+    Completed { result: i32 },
     /// The waiter left (interrupted); the slot keeps its payload until the
     /// completion arrives, then frees itself and resumes nobody.
     Orphaned,
@@ -72,7 +72,7 @@ impl<T> Slots<T> {
     }
 
     /// Record a completion. Returns true when a waiter was queued to resume.
-    pub fn complete(&mut self, user_data: u64, result: i32, flags: u32) -> bool {
+    pub fn complete(&mut self, user_data: u64, result: i32) -> bool {
         let Some(handle) = OpHandle::decode(user_data) else {
             return false;
         };
@@ -82,7 +82,7 @@ impl<T> Slots<T> {
         };
         match slot.state {
             Lifecycle::Pending => {
-                slot.state = Lifecycle::Completed { result, flags };
+                slot.state = Lifecycle::Completed { result };
                 self.ready.push_back(handle);
                 true
             }
@@ -95,10 +95,14 @@ impl<T> Slots<T> {
         }
     }
 
-    /// The waiter's side: take the result and free the slot if it completed.
-    pub fn take_completed(&mut self, handle: OpHandle) -> Option<(i32, u32, T)> {
+    /// The waiter's side: take the result and free the slot if it completed
+    /// (its references are dropped here).
+    pub fn take_completed(&mut self, handle: OpHandle) -> Option<i32> {
         match self.state(handle) {
-            Lifecycle::Completed { result, flags } => self.release(handle).map(|refs| (result, flags, refs)),
+            Lifecycle::Completed { result } => {
+                self.release(handle);
+                Some(result)
+            }
             _ => None,
         }
     }
@@ -197,9 +201,9 @@ mod tests {
     fn complete_then_take_frees_the_slot() {
         let mut slots = Slots::default();
         let handle = slots.insert("fiber");
-        assert!(slots.complete(handle.user_data(), 5, 0));
+        assert!(slots.complete(handle.user_data(), 5));
         assert_eq!(slots.next_ready(&mut 1), Some(&"fiber"));
-        assert_eq!(slots.take_completed(handle), Some((5, 0, "fiber")));
+        assert_eq!(slots.take_completed(handle), Some(5));
         assert!(slots.is_empty());
         assert_eq!(slots.state(handle), Lifecycle::Free);
     }
@@ -210,7 +214,7 @@ mod tests {
         let handle = slots.insert(7);
         slots.orphan(handle, |_| {});
         assert_eq!(slots.take_completed(handle), None);
-        assert!(!slots.complete(handle.user_data(), -125, 0));
+        assert!(!slots.complete(handle.user_data(), -125));
         assert!(slots.is_empty());
         assert_eq!(slots.next_ready(&mut 1), None);
     }
@@ -219,12 +223,12 @@ mod tests {
     fn stale_generation_is_ignored() {
         let mut slots = Slots::default();
         let old = slots.insert(1);
-        slots.complete(old.user_data(), 0, 0);
+        slots.complete(old.user_data(), 0);
         slots.take_completed(old);
         let new = slots.insert(2);
         assert_eq!(old.0.parts().0, new.0.parts().0, "the index is reused");
         assert_ne!(old, new, "with a new generation");
-        assert!(!slots.complete(old.user_data(), 0, 0), "nobody is resumed");
+        assert!(!slots.complete(old.user_data(), 0), "nobody is resumed");
         assert_eq!(slots.state(new), Lifecycle::Pending);
     }
 
@@ -233,7 +237,7 @@ mod tests {
         assert_eq!(OpHandle::decode(1 << 63), None);
         assert_eq!(OpHandle::decode(u64::MAX), None);
         let mut slots: Slots<u8> = Slots::default();
-        assert!(!slots.complete(1 << 63 | 1, 0, 0));
+        assert!(!slots.complete(1 << 63 | 1, 0));
     }
 
     #[test]
@@ -243,7 +247,7 @@ mod tests {
         let b = slots.insert(2);
         let c = slots.insert(3);
         slots.orphan(b, |_| {});
-        slots.complete(c.user_data(), 0, 0);
+        slots.complete(c.user_data(), 0);
         let live: Vec<_> = slots.in_flight().collect();
         assert_eq!(live, vec![a, b]);
         slots.clear();

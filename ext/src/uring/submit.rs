@@ -23,6 +23,14 @@ impl URing {
         }
     }
 
+    /// Nothing to submit, collect or recover on the open ring of this
+    /// process (plain loads). Anything else (closed, borrowed, forked) is
+    /// for `reap` to report.
+    pub(super) fn is_quiet(&self) -> bool {
+        !self.core.is_forked()
+            && self.ring.try_borrow_mut().is_ok_and(|mut ring| ring.as_mut().is_some_and(Ring::is_quiet))
+    }
+
     /// Move every available completion into its slot. Enters the kernel only
     /// when `Ring::needs_enter` says so (nothing to submit and no deferred
     /// task work flagged: no system call).
@@ -37,13 +45,16 @@ impl URing {
                     Err(e) if matches!(e.raw_os_error(), Some(libc::EBUSY) | Some(libc::EAGAIN)) => {}
                     Err(e) => return Err(e),
                 }
+            } else if ring.has_no_completions() {
+                // The common case of a `select` that found fibers ready.
+                return Ok(0);
             }
             let mut slots = slots.borrow_mut();
             let mut queued = 0;
-            ring.reap(|user_data, result, flags| {
+            ring.reap(|user_data, result, _flags| {
                 if user_data & INLINE_TAG == INLINE_TAG {
                     inline.set(inline.get().completed(user_data, result));
-                } else if slots.complete(user_data, result, flags) {
+                } else if slots.complete(user_data, result) {
                     queued += 1;
                 }
             })?;

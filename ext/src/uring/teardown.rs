@@ -86,8 +86,8 @@ fn drain_all(ring: &mut Ring, slots: &mut Slots<SlotRefs>) -> bool {
             return false;
         }
         if ring
-            .reap(|user_data, result, flags| {
-                slots.complete(user_data, result, flags);
+            .reap(|user_data, result, _flags| {
+                slots.complete(user_data, result);
             })
             .is_err()
         {

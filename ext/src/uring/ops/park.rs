@@ -114,7 +114,7 @@ impl URing {
 
         let taken = self.slots.borrow_mut().take_completed(handle);
         match (switched, taken) {
-            (Ok(_), Some((result, _, _))) => Ok(Parked::Completed { result }),
+            (Ok(_), Some(result)) => Ok(Parked::Completed { result }),
             // The exception wins even if the op completed (as an interrupted
             // blocking call would): the slot is already free.
             (Err(error), Some(_)) => Err(error),
@@ -259,7 +259,7 @@ impl URing {
     fn drain(&self, ruby: &Ruby, handle: OpHandle) -> Option<i32> {
         self.wait_until(ruby, || self.slots.borrow().state(handle) != Lifecycle::Pending);
         let mut slots = self.slots.borrow_mut();
-        let taken = slots.take_completed(handle).map(|(result, _, _)| result);
+        let taken = slots.take_completed(handle);
         if taken.is_none() {
             // Only when the ring failed: keep the memory owned until the end,
             // and the buffer lent for good, although its call returns.
