@@ -4,8 +4,9 @@
 //! (or the kernel's `user_data`) holds only a `Key { index, generation }`,
 //! and a key whose entry was removed names nothing, even after its index is
 //! reused, because removing an entry bumps its generation. Generations run
-//! 1..=2^31-1 and wrap back to 1, so a key's `u64` form (`generation << 32 | index`) never has bit 63 set (the ring's
-//! sentinels use it) and is never 0.
+//! 1..=2^31-1 and wrap back to 1, so a key's `u64` form
+//! (`generation << 32 | index`) never has bit 63 set (the ring's sentinels
+//! use it) and is never 0.
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Key {
