@@ -127,6 +127,7 @@ pub mod shared {
 
 /// `io_wait`'s arguments, checked: the fiber, the descriptor of `io` and
 /// the events asked for.
+#[inline(always)]
 pub fn io_wait_arguments(ruby: &Ruby, fiber: Value, io: Value, events: Value) -> Result<(Value, RawFd, i32), Error> {
     let fiber = crate::ruby::fiber::check(ruby, fiber)?;
     let wanted = match fixnum(events).map(i32::try_from) {

@@ -96,6 +96,22 @@ impl<T> Slab<T> {
         Some(value)
     }
 
+    /// Drop the value in place; `key` (and every copy of it) names nothing
+    /// after. False if it named nothing already.
+    pub fn delete(&mut self, key: Key) -> bool {
+        let Some(entry) = self.entries.get_mut(key.index as usize) else {
+            return false;
+        };
+        if entry.generation != key.generation || entry.value.is_none() {
+            return false;
+        }
+        entry.value = None;
+        entry.generation = if entry.generation >= MAX_GENERATION { 1 } else { entry.generation + 1 };
+        self.free.push(key.index);
+        self.live -= 1;
+        true
+    }
+
     pub fn len(&self) -> usize {
         self.live
     }

@@ -134,6 +134,29 @@ impl Ring {
         }
     }
 
+    /// Push `entry` and submit everything queued in one enter (with
+    /// GETEVENTS, as `submit`): the usual case of parking a fiber. `Err`
+    /// says whether the entry was pushed; the caller then takes the general
+    /// route (`push` and `submit`, reaping to make room).
+    ///
+    /// # Safety
+    /// As `push`.
+    pub unsafe fn push_and_submit(&mut self, entry: &squeue::Entry) -> Result<(), bool> {
+        let queued = {
+            let mut sq = self.uring.submission();
+            // SAFETY: forwarded from the caller's contract.
+            if unsafe { sq.push(entry) }.is_err() {
+                return Err(false);
+            }
+            sq.len()
+        };
+        // SAFETY: as `enter_getevents`.
+        match unsafe { self.uring.submitter().enter::<libc::sigset_t>(queued as u32, 0, ENTER_GETEVENTS, None) } {
+            Ok(submitted) if submitted == queued => Ok(()),
+            _ => Err(true),
+        }
+    }
+
     /// Submit everything queued. Also runs deferred task work and flushes a
     /// CQ overflow (the crate adds GETEVENTS when either is flagged).
     pub fn submit(&mut self) -> io::Result<()> {

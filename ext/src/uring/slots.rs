@@ -100,7 +100,7 @@ impl<T> Slots<T> {
     pub fn take_completed(&mut self, handle: OpHandle) -> Option<i32> {
         match self.state(handle) {
             Lifecycle::Completed { result } => {
-                self.release(handle);
+                self.slots.delete(handle.0);
                 Some(result)
             }
             _ => None,

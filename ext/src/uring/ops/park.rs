@@ -112,21 +112,33 @@ impl URing {
 
         let switched = fiber::transfer(loop_fiber, &[]);
 
+        // Bound first: a scrutinee's borrow would last through the arms.
         let taken = self.slots.borrow_mut().take_completed(handle);
-        match (switched, taken) {
-            (Ok(_), Some(result)) => Ok(Parked::Completed { result }),
+        match taken {
             // The exception wins even if the op completed (as an interrupted
             // blocking call would): the slot is already free.
-            (Err(error), Some(_)) => Err(error),
-            (switched, None) => {
-                let drained = self.abandon(ruby, handle, on_interrupt);
-                match (switched, drained) {
-                    (Err(error), _) => Err(error),
-                    // Resumed by hand, but the drained op had completed.
-                    (Ok(_), Some(result)) if result != -libc::ECANCELED => Ok(Parked::Completed { result }),
-                    (Ok(_), _) => Ok(Parked::NoEvent),
-                }
-            }
+            Some(result) => switched.map(|_| Parked::Completed { result }),
+            None => self.left_early(ruby, handle, on_interrupt, switched),
+        }
+    }
+
+    /// The waiter is back without its completion: cancel the op (see
+    /// `abandon`), then the exception, or what a drained op ended with.
+    #[cold]
+    #[inline(never)]
+    fn left_early(
+        &self,
+        ruby: &Ruby,
+        handle: OpHandle,
+        on_interrupt: OnInterrupt,
+        switched: Result<Value, Error>,
+    ) -> Result<Parked, Error> {
+        let drained = self.abandon(ruby, handle, on_interrupt);
+        match (switched, drained) {
+            (Err(error), _) => Err(error),
+            // Resumed by hand, but the drained op had completed.
+            (Ok(_), Some(result)) if result != -libc::ECANCELED => Ok(Parked::Completed { result }),
+            (Ok(_), _) => Ok(Parked::NoEvent),
         }
     }
 
@@ -205,12 +217,13 @@ impl URing {
     /// As `park`.
     unsafe fn push_and_submit(&self, ruby: &Ruby, entry: &squeue::Entry) -> Result<(), (Error, bool)> {
         // SAFETY: forwarded from the caller's contract.
-        let first = self.with_ring(ruby, |ring| unsafe { ring.push(entry) }.map(|()| ring.submit()));
+        let first = self.with_ring(ruby, |ring| unsafe { ring.push_and_submit(entry) });
         match first {
-            Ok(Ok(Ok(()))) => return Ok(()),
-            // Pushed, not submitted yet (the kernel pushed back): below.
-            Ok(Ok(Err(_))) => {}
-            // Not pushed (the SQ stayed full, or the selector is closed): the
+            Ok(Ok(())) => return Ok(()),
+            // Pushed, not all submitted (a short submit, the kernel pushed
+            // back, a signal): below.
+            Ok(Err(true)) => {}
+            // Not pushed (the SQ is full, or the selector is closed): the
             // general path makes room by reaping, or says what is wrong.
             // SAFETY: forwarded from the caller's contract.
             _ => unsafe { self.push_sqe(ruby, entry) }.map_err(|error| (error, false))?,
