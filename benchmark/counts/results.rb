@@ -4,7 +4,8 @@
 # benchmark/RESULTS.md made from it; and the regression check against them.
 #
 # results.json:
-#   "check_against": the column that `rake bench:check` compares with
+#   "check_against": the column that `rake bench:check` compares with (the build
+#                    in lib/ when it was among those measured)
 #   "margins": { rule => { "absolute": a, "relative": r } }: a count regresses when
 #              measured > max(recorded + a, recorded * (1 + r)); written from
 #              DEFAULT_MARGINS below at every --record
@@ -87,9 +88,17 @@ module BenchResults
                     "ruby" => RUBY_DESCRIPTION, "kernel" => kernel,
                     "figures" => merged.reject { |_, v| v.empty? })
     end
-    data["check_against"] = builds.last.label
+    data["check_against"] = checked_build(builds).label
     data["margins"] = DEFAULT_MARGINS
     data
+  end
+
+  # The column `rake bench:check` compares with: the build in lib/ when it was
+  # measured (other builds, such as an older one or the C io-event, are for
+  # comparison only), else the last build given.
+  def checked_build(builds)
+    current = File.expand_path(BenchBuild.current_so)
+    builds.find { |build| File.expand_path(build.source) == current } || builds.last
   end
 
   def clean(figures)
