@@ -12,8 +12,9 @@
 # --builds    the builds of io_event_uring.so to measure, alternating between them:
 #             PATH is a .so file, or "lib" for the one built in this checkout. Default:
 #             IO_EVENT_BENCH_BUILDS, else "current=lib" (or IO_EVENT_BENCH_SO if set).
-# --check     compare the last build with the "check_against" column of
-#             benchmark/results.json; exit 1 when a count is over its margin.
+# --check     compare the build in lib/ (else the last build) with the
+#             "check_against" column of benchmark/results.json; exit 1 when a count
+#             is over its margin.
 # --record    store the figures in benchmark/results.json (one column per build label)
 #             and the table in benchmark/RESULTS.md.
 # --no-callgrind  strace counts and thread counts only (what `rake bench:counts` does).
@@ -69,7 +70,7 @@ module BenchCountsMain
     failures.each { |failure| puts "FAILED: #{failure}" }
 
     data = BenchResults.load
-    status = [status, check(data, figures[builds.last.label])].max if args[:check]
+    status = [status, check(data, BenchResults.checked_figures(figures, builds))].max if args[:check]
     if args[:record]
       BenchResults.save(BenchResults.record(data, figures, builds))
       puts "recorded in #{BenchResults::JSON_PATH} and #{BenchResults::MARKDOWN_PATH}"

@@ -185,7 +185,7 @@ module BenchmarkRun
       if recorded["check_against"] && options.counts
         puts
         puts "Compared with the recorded figures (what `rake bench:check` does; information here):"
-        BenchResults.report_check(recorded, figures[builds.last.label])
+        BenchResults.report_check(recorded, BenchResults.checked_figures(figures, builds))
       end
       if options.record
         BenchResults.save(BenchResults.record(BenchResults.load, figures, builds))

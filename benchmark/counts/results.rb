@@ -15,6 +15,7 @@
 require "etc"
 require "json"
 require "time"
+require_relative "../build"
 
 module BenchResults
   DIR = File.expand_path("..", __dir__)
@@ -97,8 +98,14 @@ module BenchResults
   # measured (other builds, such as an older one or the C io-event, are for
   # comparison only), else the last build given.
   def checked_build(builds)
-    current = File.expand_path(BenchBuild.current_so)
-    builds.find { |build| File.expand_path(build.source) == current } || builds.last
+    current = File.realpath(BenchBuild.current_so) if File.exist?(BenchBuild.current_so)
+    builds.find { |build| File.exist?(build.source) && File.realpath(build.source) == current } || builds.last
+  end
+
+  # The measured figures that `check` compares with the `check_against` column:
+  # those of the same build (`checked_build`).
+  def checked_figures(figures, builds)
+    figures[checked_build(builds).label]
   end
 
   def clean(figures)

@@ -159,6 +159,23 @@ mod tests {
     }
 
     #[test]
+    fn deleted_keys_name_nothing_and_drop_their_value_at_once() {
+        let value = std::rc::Rc::new(());
+        let mut slab = Slab::default();
+        let old = slab.insert(value.clone());
+        assert_eq!(std::rc::Rc::strong_count(&value), 2);
+        assert!(slab.delete(old));
+        assert_eq!(std::rc::Rc::strong_count(&value), 1, "dropped in place");
+        assert!(!slab.delete(old), "a second delete is a no-op");
+        assert!(slab.is_empty());
+        let new = slab.insert(value.clone());
+        assert_eq!(old.parts().0, new.parts().0, "the index is reused");
+        assert!(!slab.delete(old), "a stale key deletes nothing");
+        assert!(slab.get(new).is_some());
+        assert_eq!(slab.remove(new).map(|v| std::rc::Rc::ptr_eq(&v, &value)), Some(true));
+    }
+
+    #[test]
     fn generations_wrap_below_bit_63_and_never_to_zero() {
         let mut slab = Slab::default();
         let key = slab.insert(0u8);
