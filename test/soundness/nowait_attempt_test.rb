@@ -65,37 +65,21 @@ module SoundnessNowaitPositionOnStream
   include SoundnessNowaitAttempt
 
   def test_positional_calls_on_a_pipe_agree_whatever_their_length
-    require_selector_method(:io_pread, :io_pwrite)
-    answers = isolated(label: "io_pread/io_pwrite on a pipe") do
-      selector = lending_selector
-      input, output = IO.pipe
-      positional_answers(selector, input, output)
-    end
-    assert_equal expected_positional_answers, answers
+    assert_equal expected_positional_answers, positional_answers_in_child("a pipe") { IO.pipe }
   end
 
   # At position 0 only: the ring's op on a socket answers -ESPIPE for any
   # other (sock_read_iter/sock_write_iter), and so does URing's read of
   # length > 0 there.
   def test_positional_calls_on_a_socket_at_position_zero_agree_whatever_their_length
-    require_selector_method(:io_pread, :io_pwrite)
-    answers = isolated(label: "io_pread/io_pwrite on a socket") do
-      selector = lending_selector
-      input, output = UNIXSocket.pair
-      positional_answers(selector, input, output, positions: [0, 0, 0, 0, 0])
-    end
+    answers = positional_answers_in_child("a socket", positions: [0, 0, 0, 0, 0]) { UNIXSocket.pair }
     assert_equal expected_positional_answers, answers
   end
 
   # Past position 0 the ring's op on a socket answers -ESPIPE, and so do
   # URing's attempts, whatever the length; so do EPoll's and Select's.
   def test_positional_calls_on_a_socket_past_position_zero_answer_espipe_whatever_their_length
-    require_selector_method(:io_pread, :io_pwrite)
-    answers = isolated(label: "io_pread/io_pwrite on a socket past 0") do
-      selector = lending_selector
-      input, output = UNIXSocket.pair
-      positional_answers(selector, input, output, positions: [7, 7, 7, 7, 7])
-    end
+    answers = positional_answers_in_child("a socket past 0", positions: [7, 7, 7, 7, 7]) { UNIXSocket.pair }
     assert_equal({pwrite: ESPIPE, pwrite_moved: :wait_readable, pwrite_zero: ESPIPE, pwrite_zero_moved: :wait_readable,
                   pread_zero_empty: ESPIPE, pread_zero: ESPIPE, pread_one: ESPIPE, read: "\0" * 5, left: "abcde"},
                  answers)
@@ -134,6 +118,17 @@ module SoundnessNowaitPositionOnStream
 
   # Every call at a position (`from`: `positions`, one per call), on the
   # stream `input`/`output`.
+  # `positional_answers` in a child process, on the pair of descriptors the
+  # block makes.
+  def positional_answers_in_child(label, **options)
+    require_selector_method(:io_pread, :io_pwrite)
+    isolated(label: "io_pread/io_pwrite on #{label}") do
+      selector = lending_selector
+      input, output = yield
+      positional_answers(selector, input, output, **options)
+    end
+  end
+
   def positional_answers(selector, input, output, positions: [0, 9, 0, 3, 5])
     answers = {}
     at = positions.dup

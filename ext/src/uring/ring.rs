@@ -294,10 +294,10 @@ impl Ring {
         }
     }
 
-    /// Hand every op completion to `on_op(user_data, result, flags)`; handle
+    /// Hand every op completion to `on_op(user_data, result)`; handle
     /// sentinels here. Recovers from a CQ overflow by entering again, and
     /// reports lost completions (kernels without NODROP) as an error.
-    pub fn reap(&mut self, mut on_op: impl FnMut(u64, i32, u32)) -> io::Result<usize> {
+    pub fn reap(&mut self, mut on_op: impl FnMut(u64, i32)) -> io::Result<usize> {
         let mut count = 0;
         loop {
             let mut cq = self.uring.completion();
@@ -306,7 +306,7 @@ impl Ring {
                 match cqe.user_data() {
                     USER_DATA_WAKEUP => self.wake_armed = false,
                     USER_DATA_CANCEL | USER_DATA_TIMEOUT => {}
-                    user_data => on_op(user_data, cqe.result(), cqe.flags()),
+                    user_data => on_op(user_data, cqe.result()),
                 }
             }
             let overflow = cq.overflow();

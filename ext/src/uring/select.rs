@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use magnus::{Error, Ruby, Value};
 
+use super::ring::Ring;
 use super::URing;
 use crate::ruby::receiver::This;
 use crate::ruby::{error, fiber};
@@ -82,7 +83,7 @@ impl URing {
         self.core.is_owner_here()
             && !self.core.is_ready()
             && self.slots.try_borrow().is_ok_and(|slots| !slots.has_ready())
-            && self.is_quiet()
+            && self.ring.try_borrow_mut().is_ok_and(|mut ring| ring.as_mut().is_some_and(Ring::is_quiet))
     }
 }
 

@@ -23,14 +23,6 @@ impl URing {
         }
     }
 
-    /// Nothing to submit, collect or recover on the open ring of this
-    /// process (plain loads). Anything else (closed, borrowed, forked) is
-    /// for `reap` to report.
-    pub(super) fn is_quiet(&self) -> bool {
-        !self.core.is_forked()
-            && self.ring.try_borrow_mut().is_ok_and(|mut ring| ring.as_mut().is_some_and(Ring::is_quiet))
-    }
-
     /// Move every available completion into its slot. Enters the kernel only
     /// when `Ring::needs_enter` says so (nothing to submit and no deferred
     /// task work flagged: no system call).
@@ -51,7 +43,7 @@ impl URing {
             }
             let mut slots = slots.borrow_mut();
             let mut queued = 0;
-            ring.reap(|user_data, result, _flags| {
+            ring.reap(|user_data, result| {
                 if user_data & INLINE_TAG == INLINE_TAG {
                     inline.set(inline.get().completed(user_data, result));
                 } else if slots.complete(user_data, result) {

@@ -86,7 +86,7 @@ fn drain_all(ring: &mut Ring, slots: &mut Slots<SlotRefs>) -> bool {
             return false;
         }
         if ring
-            .reap(|user_data, result, _flags| {
+            .reap(|user_data, result| {
                 slots.complete(user_data, result);
             })
             .is_err()
