@@ -54,10 +54,6 @@ impl Setup {
             Setup::Plain => {}
         }
     }
-
-    fn has_taskrun_flag(self) -> bool {
-        matches!(self, Setup::Deferred | Setup::Cooperative)
-    }
 }
 
 pub struct Ring {
@@ -191,10 +187,12 @@ impl Ring {
 
     /// Whether a non-blocking check for completions must enter the kernel:
     /// something to submit, deferred task work flagged, or a CQ overflow.
-    /// Reads the SQ flags with plain loads; makes no system call.
+    /// Reads the SQ flags with plain loads; makes no system call. The kernel
+    /// sets the TASKRUN bit only on rings set up with TASKRUN_FLAG (before
+    /// 5.19 the bit was unused and stays 0), so it needs no setup check.
     pub fn needs_enter(&mut self) -> bool {
         let sq = self.uring.submission();
-        !sq.is_empty() || (self.setup.has_taskrun_flag() && sq.taskrun()) || sq.cq_overflow()
+        !sq.is_empty() || sq.taskrun() || sq.cq_overflow()
     }
 
     /// Nothing to submit, no deferred task work flagged, no overflow and

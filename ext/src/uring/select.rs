@@ -62,7 +62,6 @@ impl URing {
 /// # Safety
 /// Called by Ruby as the `select` method.
 pub unsafe extern "C" fn select_method(rb_self: Value, duration: Value) -> Value {
-    let full = crate::raw_method!(select, 1);
     if is_zero(duration) {
         if let Some(this) = This::<URing>::exact(rb_self) {
             if this.has_nothing_to_collect() {
@@ -72,8 +71,19 @@ pub unsafe extern "C" fn select_method(rb_self: Value, duration: Value) -> Value
             }
         }
     }
+    // SAFETY: called by Ruby as the method.
+    unsafe { select_full(rb_self, duration) }
+}
+
+/// The full method, out of line: inlined into `select_method`, its frame
+/// (six saved registers, a large stack area) was set up on the fast path too.
+///
+/// # Safety
+/// Called by Ruby as the `select` method.
+#[inline(never)]
+unsafe extern "C" fn select_full(rb_self: Value, duration: Value) -> Value {
     // SAFETY: the full method, as raw_method! wraps it.
-    unsafe { full(rb_self, duration) }
+    unsafe { crate::raw_method!(select, 1)(rb_self, duration) }
 }
 
 impl URing {
