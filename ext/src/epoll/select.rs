@@ -82,15 +82,13 @@ impl EPoll {
             let Some((id, target)) = next else {
                 return Ok(resumed);
             };
-            let target = ruby.get_inner(target);
-            if !fiber::is_alive(target)? {
+            if !fiber::transfer_if_alive(ruby.get_inner(target))? {
                 // Nobody will ever take this slot: free it here.
                 let taken = self.registry.borrow_mut().take(id);
                 drop(taken);
                 continue;
             }
             resumed += 1;
-            fiber::transfer(target, &[])?;
         }
     }
 

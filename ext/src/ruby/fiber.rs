@@ -60,11 +60,33 @@ pub fn transfer(fiber: Value, args: &[Value]) -> Result<Value, Error> {
     if !is_fiber(fiber) {
         return fiber.funcall("transfer", args);
     }
+    transfer_fiber(fiber, args)
+}
+
+/// Switch to `fiber` (without arguments) if it is alive, as `is_alive` and
+/// `transfer` would, with one check of what it is. False when it is dead.
+pub fn transfer_if_alive(fiber: Value) -> Result<bool, Error> {
+    if !is_fiber(fiber) {
+        if !is_alive(fiber)? {
+            return Ok(false);
+        }
+        return fiber.funcall::<_, _, Value>("transfer", ()).map(|_| true);
+    }
+    // SAFETY: `fiber` is a Fiber; rb_fiber_alive_p only reads its state.
+    if unsafe { rb_sys::rb_fiber_alive_p(fiber.as_raw()) } == rb_sys::Qfalse as rb_sys::VALUE {
+        return Ok(false);
+    }
+    transfer_fiber(fiber, &[]).map(|_| true)
+}
+
+/// `transfer` for a real Fiber (`is_fiber`).
+#[inline(always)]
+fn transfer_fiber(fiber: Value, args: &[Value]) -> Result<Value, Error> {
     let argc = i32::try_from(args.len()).unwrap_or(i32::MAX);
     let argv = args.as_ptr().cast::<rb_sys::VALUE>();
-    // SAFETY: `fiber` is a Fiber; `args` outlives the call (Value is a
-    // transparent VALUE); protect catches whatever is raised or thrown into
-    // us while we are switched out.
+    // SAFETY: `fiber` is a Fiber (the caller checked); `args` outlives the
+    // call (Value is a transparent VALUE); protect catches whatever is
+    // raised or thrown into us while we are switched out.
     magnus::rb_sys::protect(|| unsafe { rb_sys::rb_fiber_transfer(fiber.as_raw(), argc, argv) })
         // SAFETY: what the fiber was transferred back with: a live VALUE.
         .map(|raw| unsafe { Value::from_raw(raw) })

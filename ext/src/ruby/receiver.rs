@@ -110,6 +110,19 @@ pub unsafe fn call_method<T: TypedData + 'static, R: IntoValue>(
 ) -> Value {
     // SAFETY: raises (a longjmp) before any value of ours exists.
     let this = unsafe { This::<T>::get_or_raise(rb_self) };
+    // SAFETY: as the caller promises.
+    unsafe { call_with(this, body) }
+}
+
+/// `call_method` for a receiver already checked (`This::exact`).
+///
+/// # Safety
+/// As `call_method`.
+#[inline(always)]
+pub unsafe fn call_with<T: TypedData + 'static, R: IntoValue>(
+    this: This<T>,
+    body: impl FnOnce(&Ruby, This<T>) -> Result<R, Error>,
+) -> Value {
     // SAFETY: Ruby calls methods on a Ruby thread, with the GVL.
     let ruby = unsafe { Ruby::get_unchecked() };
     let result =

@@ -247,10 +247,8 @@ impl Core {
         loop {
             let next = self.state.borrow_mut().ready.pop_before(limit);
             let Some(next) = next else { break };
-            let next = ruby.get_inner(next);
-            if fiber::is_alive(next)? {
+            if fiber::transfer_if_alive(ruby.get_inner(next))? {
                 ran += 1;
-                fiber::transfer(next, &[])?;
             }
         }
         Ok(ran)

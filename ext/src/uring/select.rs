@@ -7,7 +7,7 @@ use magnus::{Error, Ruby, Value};
 
 use super::ring::Ring;
 use super::URing;
-use crate::ruby::receiver::This;
+use crate::ruby::receiver::{call_with, This};
 use crate::ruby::{error, fiber};
 use crate::selector::{is_zero, ZERO};
 
@@ -54,25 +54,58 @@ impl URing {
     }
 }
 
-/// `select`'s entry point. `select(0)` with nothing to do, the call an
-/// event loop makes on every turn, is answered here without any method
-/// glue (which costs more than the check itself); everything else goes
-/// through `select` (`raw_method!`). Nothing here can raise or panic.
+/// `select`'s entry point: `select(0)`, the call an event loop makes on
+/// every turn, takes `select_zero`; everything else goes straight to the
+/// full method.
 ///
 /// # Safety
 /// Called by Ruby as the `select` method.
 pub unsafe extern "C" fn select_method(rb_self: Value, duration: Value) -> Value {
-    if is_zero(duration) {
-        if let Some(this) = This::<URing>::exact(rb_self) {
+    // SAFETY: called by Ruby as the method. Both are tail calls (C functions:
+    // nothing to catch on the way back), so this frame saves nothing.
+    unsafe {
+        if is_zero(duration) {
+            select_zero(rb_self, duration)
+        } else {
+            select_full(rb_self, duration)
+        }
+    }
+}
+
+/// `select(0)` on the owner thread: with nothing to do, answered here
+/// without any method glue (which costs more than the check itself);
+/// otherwise by `select_now`, which checks neither the receiver nor the
+/// thread again. Anything else goes through `select` (`raw_method!`).
+/// Nothing here can raise or panic.
+///
+/// # Safety
+/// Called from `select_method` only, with its arguments.
+#[inline(never)]
+unsafe extern "C" fn select_zero(rb_self: Value, duration: Value) -> Value {
+    if let Some(this) = This::<URing>::exact(rb_self) {
+        if this.core.is_owner_here() {
             if this.has_nothing_to_collect() {
                 this.core.reset_idle();
                 // SAFETY: 0 is an immediate Integer.
                 return unsafe { magnus::rb_sys::FromRawValue::from_raw(ZERO) };
             }
+            // SAFETY: called by Ruby as the method, on its receiver.
+            return unsafe { select_now(this) };
         }
     }
     // SAFETY: called by Ruby as the method.
     unsafe { select_full(rb_self, duration) }
+}
+
+/// `select(0)` with something to do, on the owner thread. Out of line, as
+/// `select_full`.
+///
+/// # Safety
+/// Called from `select_method` only, with its checked receiver.
+#[inline(never)]
+unsafe fn select_now(this: This<URing>) -> Value {
+    // SAFETY: a method entry's callee; nothing here needs dropping.
+    unsafe { call_with(this, |ruby, this| this.select_once(ruby).map(|(_, resumed)| resumed)) }
 }
 
 /// The full method, out of line: inlined into `select_method`, its frame
@@ -87,28 +120,37 @@ unsafe extern "C" fn select_full(rb_self: Value, duration: Value) -> Value {
 }
 
 impl URing {
-    /// What `select(0)` would find: no fiber ready, no completion to resume
-    /// or collect, nothing to submit, on the owner thread of an open ring.
+    /// What `select(0)` would find on the owner thread (the caller checks
+    /// it, and so that this is not a forked child): no fiber ready, no
+    /// completion to resume or collect, nothing to submit, an open ring.
     fn has_nothing_to_collect(&self) -> bool {
-        self.core.is_owner_here()
-            && !self.core.is_ready()
+        !self.core.is_ready()
             && self.slots.try_borrow().is_ok_and(|slots| !slots.has_ready())
             && self.ring.try_borrow_mut().is_ok_and(|mut ring| ring.as_mut().is_some_and(Ring::is_quiet))
+    }
+
+    /// Every `select`'s pass that does not wait, on the owner thread: submit
+    /// what is queued, run the fibers that were ready, resume those whose
+    /// ops had completed. Returns how many of each ran. Inlined into both
+    /// callers: a call of its own costs a `select` more than it saves.
+    #[inline(always)]
+    fn select_once(&self, ruby: &Ruby) -> Result<(usize, usize), Error> {
+        self.core.reset_idle();
+        // Queued SQEs name descriptors by number: submit them before any
+        // fiber runs and can close (and reuse) one.
+        if self.with_ring(ruby, |ring| ring.has_queued())? {
+            self.submit_now(ruby)?;
+        }
+        let ran = self.core.flush_ready(ruby)?;
+        self.reap(ruby)?;
+        Ok((ran, self.resume_completed(ruby)?))
     }
 }
 
 pub fn select(ruby: &Ruby, rb_self: This<URing>, duration: Value) -> Result<usize, Error> {
     let timeout = crate::selector::duration(ruby, duration)?;
     rb_self.core.check_owner(ruby)?;
-    rb_self.core.reset_idle();
-    // Queued SQEs name descriptors by number: submit them before any fiber
-    // runs and can close (and reuse) one.
-    if rb_self.with_ring(ruby, |ring| ring.has_queued())? {
-        rb_self.submit_now(ruby)?;
-    }
-    let ran = rb_self.core.flush_ready(ruby)?;
-    rb_self.reap(ruby)?;
-    let mut handled = rb_self.resume_completed(ruby)?;
+    let (ran, mut handled) = rb_self.select_once(ruby)?;
     if ran == 0 && handled == 0 && !rb_self.core.is_ready() && timeout != Some(Duration::ZERO) {
         rb_self.block(ruby, timeout)?;
         rb_self.reap(ruby)?;

@@ -10,6 +10,7 @@ use crate::ruby::error;
 impl URing {
     /// Run `f` on the open ring; `IOError` when the selector is closed (or
     /// this is a forked child, which must never touch the parent's ring).
+    #[inline(always)]
     pub(super) fn with_ring<R>(&self, ruby: &Ruby, f: impl FnOnce(&mut Ring) -> R) -> Result<R, Error> {
         if self.core.is_forked() {
             return Err(error::selector_closed(ruby, true));
