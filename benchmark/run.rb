@@ -180,7 +180,7 @@ module BenchmarkRun
       puts
       puts "Figures per build and selector (the rows of issue 11; recorded ones: benchmark/RESULTS.md)"
       puts BenchResults.text_table(figures.transform_values { |by_selector| by_selector.to_a.to_h })
-      targets.concat(BenchTargets.lines(figures))
+      targets.concat(BenchTargets.lines(figures, BenchResults.checked_build(builds).label))
       recorded = BenchResults.load
       if recorded["check_against"] && options.counts
         puts

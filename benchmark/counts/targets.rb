@@ -25,11 +25,11 @@ module BenchTargets
     met ? "met" : "NOT met"
   end
 
-  # +figures+: { label => { selector => { metric => value } } }; the last label is the
-  # build under test, a label "before" (if measured in the same run) the reference for
-  # the CPU-per-request ratio.
-  def lines(figures)
-    label = figures.keys.last
+  # +figures+: { label => { selector => { metric => value } } }; +label+ names the
+  # build under test (the one in lib/: `BenchResults.checked_build`, whatever the order
+  # of the builds; by default the last), a label "before" (if measured in the same run)
+  # the reference for the CPU-per-request ratio.
+  def lines(figures, label = figures.keys.last)
     current = figures[label] || {}
     out = LIMITS.filter_map do |title, selectors, metric, limit|
       values = selectors.filter_map { |s| [s, current.dig(s, metric)] if current.dig(s, metric).is_a?(Numeric) }

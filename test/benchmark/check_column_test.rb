@@ -9,6 +9,7 @@ require_relative "../test_helper"
 require "tmpdir"
 require_relative "../../benchmark/counts/measure"
 require_relative "../../benchmark/counts/results"
+require_relative "../../benchmark/counts/targets"
 
 class BenchCheckColumnTest < Minitest::Test
   def build(label, source)
@@ -42,6 +43,17 @@ class BenchCheckColumnTest < Minitest::Test
         assert_equal figures["after"], BenchResults.checked_figures(figures, builds), "order #{order}"
         assert_empty BenchResults.check(recorded, BenchResults.checked_figures(figures, builds)).reject(&:last)
       end
+    end
+  end
+
+  def test_issue_targets_are_judged_on_lib_s_build_not_the_last_one
+    with_builds do |others|
+      builds = %w[before after C].map { |label| build(label, others.fetch(label) { BenchBuild.current_so }) }
+      lines = BenchTargets.lines(figures, BenchResults.checked_build(builds).label)
+      line = lines.find { |l| l.include?("select(0) system calls") }
+      assert_equal "target (issue 11): select(0) system calls per call <= 0: URing 0.0 (met)", line
+      last = BenchTargets.lines(figures).find { |l| l.include?("select(0) system calls") }
+      assert_match(/URing 7\.0 \(NOT met\)/, last)
     end
   end
 
