@@ -2,7 +2,7 @@
 //! records which waiters are ready), then resume those fibers with no borrow
 //! held.
 
-use crate::ruby::receiver::This;
+use crate::ruby::receiver::{call_with, This};
 use std::io;
 use std::os::fd::AsRawFd;
 use std::time::Duration;
@@ -92,6 +92,18 @@ impl EPoll {
         }
     }
 
+    /// Every `select`'s pass that does not wait, on the owner thread: run the
+    /// fibers that were ready, collect events without blocking and resume
+    /// their fibers. Returns how many of each ran. Inlined into both callers
+    /// (as URing's).
+    #[inline(always)]
+    fn select_once(&self, ruby: &Ruby) -> Result<(usize, usize), Error> {
+        self.open_kernel(ruby)?;
+        self.core.reset_idle();
+        let ran = self.core.flush_ready(ruby)?;
+        Ok((ran, self.step(ruby, Some(Duration::ZERO))?))
+    }
+
     /// Collect with `timeout_ms`, then resume.
     fn step(&self, ruby: &Ruby, timeout_ms: Option<Duration>) -> Result<usize, Error> {
         let mut events = poller::Events::new();
@@ -101,44 +113,101 @@ impl EPoll {
     }
 }
 
-/// `select`'s entry point. `select(0)` on the owner thread with no fiber
-/// ready makes its one `epoll_wait` here, without any method glue: nothing
-/// found answers 0; what was found is recorded and resumed by
-/// `select_collected` (through `raw_method!`, since fibers run). Anything else
-/// (another duration, a closed or forked selector, a failed wait, which the
-/// full `select` makes again and reports) goes through `select`. Nothing
-/// here can raise or panic.
+/// `select`'s entry point: `select(0)`, the call an event loop makes on
+/// every turn, takes `select_zero`; everything else goes straight to the
+/// full method.
 ///
 /// # Safety
 /// Called by Ruby as the `select` method.
 pub unsafe extern "C" fn select_method(rb_self: Value, duration: Value) -> Value {
-    if is_zero(duration) {
-        if let Some(this) = This::<EPoll>::exact(rb_self) {
-            match this.collect_quietly() {
+    // SAFETY: called by Ruby as the method. Both are tail calls (C functions:
+    // nothing to catch on the way back), so this frame saves nothing.
+    unsafe {
+        if is_zero(duration) {
+            select_zero(rb_self, duration)
+        } else {
+            select_full(rb_self, duration)
+        }
+    }
+}
+
+/// `select(0)` on the owner thread. With no fiber ready it makes its one
+/// `epoll_wait` here, without any method glue: nothing found answers 0;
+/// what was found is recorded and its fibers resumed (through `call_with`,
+/// since fibers run). Otherwise the non-blocking pass runs without checking
+/// the receiver and the thread again (a closed selector, a failed wait:
+/// `select_once` makes the wait again and reports). Anything else goes
+/// through `select`. Nothing here can raise or panic.
+///
+/// # Safety
+/// Called from `select_method` only, with its arguments.
+#[inline(never)]
+unsafe extern "C" fn select_zero(rb_self: Value, duration: Value) -> Value {
+    if let Some(this) = This::<EPoll>::exact(rb_self) {
+        if this.core.is_owner_here() {
+            return match this.collect_quietly() {
                 Some(0) => {
                     this.core.reset_idle();
                     // SAFETY: 0 is an immediate Integer.
-                    return unsafe { magnus::rb_sys::FromRawValue::from_raw(ZERO) };
+                    unsafe { magnus::rb_sys::FromRawValue::from_raw(ZERO) }
                 }
-                // SAFETY: the method as raw_method! wraps it.
-                Some(_) => return unsafe { crate::raw_method!(select_collected, 1)(rb_self, duration) },
-                None => {}
-            }
+                // SAFETY: called by Ruby as the method, on its receiver.
+                Some(_) => unsafe { select_collected(this) },
+                // SAFETY: as above.
+                None => unsafe { select_now(this) },
+            };
         }
     }
+    // SAFETY: called by Ruby as the method.
+    unsafe { select_full(rb_self, duration) }
+}
+
+/// `select(0)` after `select_zero` collected events: resume their fibers,
+/// as `select` would have (its ready queue was empty).
+///
+/// # Safety
+/// Called from `select_zero` only, with its checked receiver.
+#[inline(never)]
+unsafe fn select_collected(this: This<EPoll>) -> Value {
+    // SAFETY: a method entry's callee; nothing here needs dropping.
+    unsafe {
+        call_with(this, |ruby, this| {
+            this.core.reset_idle();
+            this.resume_ready(ruby)
+        })
+    }
+}
+
+/// `select(0)` with fibers ready (or nothing collected quietly), on the
+/// owner thread: the non-blocking pass.
+///
+/// # Safety
+/// Called from `select_zero` only, with its checked receiver.
+#[inline(never)]
+unsafe fn select_now(this: This<EPoll>) -> Value {
+    // SAFETY: a method entry's callee; nothing here needs dropping.
+    unsafe { call_with(this, |ruby, this| this.select_once(ruby).map(|(_, resumed)| resumed)) }
+}
+
+/// The full method, out of line (see `select_method`).
+///
+/// # Safety
+/// Called by Ruby as the `select` method.
+#[inline(never)]
+unsafe extern "C" fn select_full(rb_self: Value, duration: Value) -> Value {
     // SAFETY: the full method, as raw_method! wraps it.
     unsafe { crate::raw_method!(select, 1)(rb_self, duration) }
 }
 
 impl EPoll {
-    /// `select(0)`'s collection, when no fiber is ready and nothing is
-    /// borrowed: one `epoll_wait` without blocking, its events recorded.
-    /// Returns how many waiters are ready now, or `None` when this path does
-    /// not apply (not the owner thread, closed, something ready already, or
-    /// the wait failed).
+    /// `select(0)`'s collection on the owner thread (the caller checks it,
+    /// and so that this is not a forked child), when no fiber is ready and
+    /// nothing is borrowed: one `epoll_wait` without blocking, its events
+    /// recorded. Returns how many waiters are ready now, or `None` when this
+    /// path does not apply (closed, something ready already, or the wait
+    /// failed).
     fn collect_quietly(&self) -> Option<usize> {
-        let idle = self.core.is_owner_here()
-            && self.core.try_is_ready() == Some(false)
+        let idle = self.core.try_is_ready() == Some(false)
             && self.registry.try_borrow_mut().is_ok_and(|registry| registry.ready_len() == 0)
             && self.epoll.try_borrow_mut().is_ok_and(|epoll| epoll.is_some());
         if !idle {
@@ -159,13 +228,6 @@ impl EPoll {
     }
 }
 
-/// `select(0)` after `select_method` collected events: resume their fibers,
-/// as `select` would have (its ready queue was empty).
-fn select_collected(ruby: &Ruby, rb_self: This<EPoll>, _duration: Value) -> Result<usize, Error> {
-    rb_self.core.reset_idle();
-    rb_self.resume_ready(ruby)
-}
-
 /// Run the ready queue once; collect events without blocking and resume
 /// their fibers; only if nothing ran and nothing is ready, block (without
 /// the GVL) for `duration`, then resume what that collected. Returns the
@@ -173,10 +235,7 @@ fn select_collected(ruby: &Ruby, rb_self: This<EPoll>, _duration: Value) -> Resu
 pub fn select(ruby: &Ruby, rb_self: This<EPoll>, duration: Value) -> Result<usize, Error> {
     let timeout = crate::selector::duration(ruby, duration)?;
     rb_self.core.check_owner(ruby)?;
-    rb_self.open_kernel(ruby)?;
-    rb_self.core.reset_idle();
-    let ran = rb_self.core.flush_ready(ruby)?;
-    let mut handled = rb_self.step(ruby, Some(Duration::ZERO))?;
+    let (ran, mut handled) = rb_self.select_once(ruby)?;
     let idle = ran == 0 && handled == 0 && !rb_self.core.is_ready() && rb_self.registry.borrow().ready_len() == 0;
     if idle && timeout != Some(Duration::ZERO) {
         handled = rb_self.step(ruby, timeout)?;
