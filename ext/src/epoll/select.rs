@@ -137,7 +137,8 @@ pub unsafe extern "C" fn select_method(rb_self: Value, duration: Value) -> Value
 /// since fibers run). Otherwise the non-blocking pass runs without checking
 /// the receiver and the thread again (a closed selector, a failed wait:
 /// `select_once` makes the wait again and reports). Anything else goes
-/// through `select`. Nothing here can raise or panic.
+/// through `select`. Nothing here raises or panics but through the wrapped
+/// calls (borrows are tried: a conflict is "not the quiet case").
 ///
 /// # Safety
 /// Called from `select_method` only, with its arguments.

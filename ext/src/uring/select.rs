@@ -76,7 +76,8 @@ pub unsafe extern "C" fn select_method(rb_self: Value, duration: Value) -> Value
 /// without any method glue (which costs more than the check itself);
 /// otherwise by `select_now`, which checks neither the receiver nor the
 /// thread again. Anything else goes through `select` (`raw_method!`).
-/// Nothing here can raise or panic.
+/// Nothing here raises or panics but through those two (borrows are
+/// tried: a conflict is "something to do").
 ///
 /// # Safety
 /// Called from `select_method` only, with its arguments.
@@ -101,7 +102,7 @@ unsafe extern "C" fn select_zero(rb_self: Value, duration: Value) -> Value {
 /// `select_full`.
 ///
 /// # Safety
-/// Called from `select_method` only, with its checked receiver.
+/// Called from `select_zero` only, with its checked receiver.
 #[inline(never)]
 unsafe fn select_now(this: This<URing>) -> Value {
     // SAFETY: a method entry's callee; nothing here needs dropping.
@@ -124,7 +125,7 @@ impl URing {
     /// it, and so that this is not a forked child): no fiber ready, no
     /// completion to resume or collect, nothing to submit, an open ring.
     fn has_nothing_to_collect(&self) -> bool {
-        !self.core.is_ready()
+        self.core.try_is_ready() == Some(false)
             && self.slots.try_borrow().is_ok_and(|slots| !slots.has_ready())
             && self.ring.try_borrow_mut().is_ok_and(|mut ring| ring.as_mut().is_some_and(Ring::is_quiet))
     }
