@@ -15,17 +15,20 @@ impl<D> Default for ByNumber<D> {
     }
 }
 
-fn index(fd: RawFd) -> usize {
-    usize::try_from(fd).expect("descriptor numbers are not negative")
+/// Where `fd`'s value lives. A negative number has none: look-ups answer
+/// `None`, as for any number never stored. They come from the kernel too (an
+/// epoll event's data, which a foreign entry may have set to anything).
+fn index(fd: RawFd) -> Option<usize> {
+    usize::try_from(fd).ok()
 }
 
 impl<D> ByNumber<D> {
     pub fn get(&self, fd: &RawFd) -> Option<&D> {
-        self.slots.get(index(*fd))?.as_ref()
+        self.slots.get(index(*fd)?)?.as_ref()
     }
 
     pub fn get_mut(&mut self, fd: &RawFd) -> Option<&mut D> {
-        self.slots.get_mut(index(*fd))?.as_mut()
+        self.slots.get_mut(index(*fd)?)?.as_mut()
     }
 
     /// The value at `fd`, made with `Default` if there is none.
@@ -33,7 +36,7 @@ impl<D> ByNumber<D> {
     where
         D: Default,
     {
-        let at = index(fd);
+        let at = index(fd).expect("only open descriptors (never negative) are stored");
         if self.slots.len() <= at {
             self.slots.resize_with(at + 1, || None);
         }
@@ -45,7 +48,7 @@ impl<D> ByNumber<D> {
     }
 
     pub fn remove(&mut self, fd: &RawFd) -> Option<D> {
-        let removed = self.slots.get_mut(index(*fd))?.take();
+        let removed = self.slots.get_mut(index(*fd)?)?.take();
         if removed.is_some() {
             self.len -= 1;
         }
@@ -103,5 +106,16 @@ mod tests {
         assert_eq!(map.remove(&3), None);
         assert!(map.is_empty());
         assert!(!map.contains_key(&3));
+    }
+
+    #[test]
+    fn a_negative_number_has_no_value() {
+        let mut map = ByNumber::<i32>::default();
+        *map.entry_or_default(0) = 1;
+        assert_eq!(map.get(&-1), None);
+        assert_eq!(map.get_mut(&i32::MIN), None);
+        assert_eq!(map.remove(&-1), None);
+        assert!(!map.is_empty());
+        assert_eq!(map.get(&0), Some(&1));
     }
 }

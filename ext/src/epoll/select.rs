@@ -169,7 +169,7 @@ unsafe extern "C" fn select_zero(rb_self: Value, duration: Value) -> Value {
 /// # Safety
 /// Called from `select_zero` only, with its checked receiver.
 #[inline(never)]
-unsafe fn select_collected(this: This<EPoll>) -> Value {
+unsafe extern "C" fn select_collected(this: This<EPoll>) -> Value {
     // SAFETY: a method entry's callee; nothing here needs dropping.
     unsafe {
         call_with(this, |ruby, this| {
@@ -180,12 +180,14 @@ unsafe fn select_collected(this: This<EPoll>) -> Value {
 }
 
 /// `select(0)` with fibers ready (or nothing collected quietly), on the
-/// owner thread: the non-blocking pass.
+/// owner thread: the non-blocking pass. Like `select_collected`, a C
+/// function, so that `select_zero` reaches it by a tail call (its frame,
+/// with the event buffer, is gone while fibers run).
 ///
 /// # Safety
 /// Called from `select_zero` only, with its checked receiver.
 #[inline(never)]
-unsafe fn select_now(this: This<EPoll>) -> Value {
+unsafe extern "C" fn select_now(this: This<EPoll>) -> Value {
     // SAFETY: a method entry's callee; nothing here needs dropping.
     unsafe { call_with(this, |ruby, this| this.select_once(ruby).map(|(_, resumed)| resumed)) }
 }

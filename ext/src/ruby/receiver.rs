@@ -15,7 +15,9 @@ use magnus::{rb_sys::AsRawValue, DataType, Error, IntoValue, Ruby, TryConvert, T
 use rb_sys::stable_api::StableApiDefinition;
 
 /// A borrowed selector, valid for the method call (Ruby keeps the receiver
-/// alive while its method runs).
+/// alive while its method runs). A plain pointer (transparent), so that C
+/// functions of ours can take it.
+#[repr(transparent)]
 pub struct This<T: 'static>(&'static T);
 
 impl<T> Deref for This<T> {

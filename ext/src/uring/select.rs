@@ -99,12 +99,13 @@ unsafe extern "C" fn select_zero(rb_self: Value, duration: Value) -> Value {
 }
 
 /// `select(0)` with something to do, on the owner thread. Out of line, as
-/// `select_full`.
+/// `select_full`, and a C function, so that `select_zero` reaches it by a
+/// tail call (its frame is gone while fibers run).
 ///
 /// # Safety
 /// Called from `select_zero` only, with its checked receiver.
 #[inline(never)]
-unsafe fn select_now(this: This<URing>) -> Value {
+unsafe extern "C" fn select_now(this: This<URing>) -> Value {
     // SAFETY: a method entry's callee; nothing here needs dropping.
     unsafe { call_with(this, |ruby, this| this.select_once(ruby).map(|(_, resumed)| resumed)) }
 }
