@@ -13,7 +13,7 @@ use super::poller;
 use super::registry::WAKEUP_DATA;
 use super::EPoll;
 use crate::ruby::{error, fiber};
-use crate::selector::{is_zero, ZERO};
+use crate::selector::ZERO;
 
 /// Events taken per `epoll_wait`; more stay in the kernel for the next call.
 const MAX_EVENTS: usize = 64;
@@ -113,23 +113,7 @@ impl EPoll {
     }
 }
 
-/// `select`'s entry point: `select(0)`, the call an event loop makes on
-/// every turn, takes `select_zero`; everything else goes straight to the
-/// full method.
-///
-/// # Safety
-/// Called by Ruby as the `select` method.
-pub unsafe extern "C" fn select_method(rb_self: Value, duration: Value) -> Value {
-    // SAFETY: called by Ruby as the method. Both are tail calls (C functions:
-    // nothing to catch on the way back), so this frame saves nothing.
-    unsafe {
-        if is_zero(duration) {
-            select_zero(rb_self, duration)
-        } else {
-            select_full(rb_self, duration)
-        }
-    }
-}
+crate::define_select_entry!();
 
 /// `select(0)` on the owner thread. With no fiber ready it makes its one
 /// `epoll_wait` here, without any method glue: nothing found answers 0;
@@ -190,16 +174,6 @@ unsafe extern "C" fn select_collected(this: This<EPoll>) -> Value {
 unsafe extern "C" fn select_now(this: This<EPoll>) -> Value {
     // SAFETY: a method entry's callee; nothing here needs dropping.
     unsafe { call_with(this, |ruby, this| this.select_once(ruby).map(|(_, resumed)| resumed)) }
-}
-
-/// The full method, out of line (see `select_method`).
-///
-/// # Safety
-/// Called by Ruby as the `select` method.
-#[inline(never)]
-unsafe extern "C" fn select_full(rb_self: Value, duration: Value) -> Value {
-    // SAFETY: the full method, as raw_method! wraps it.
-    unsafe { crate::raw_method!(select, 1)(rb_self, duration) }
 }
 
 impl EPoll {

@@ -141,6 +141,43 @@ pub fn io_wait_arguments(ruby: &Ruby, fiber: Value, io: Value, events: Value) ->
 /// `INT2FIX(0)`: what `select(0)` answers when it found nothing.
 pub const ZERO: rb_sys::VALUE = 1;
 
+/// Define `select_method`, `select`'s C entry, and `select_full`, the full
+/// method wrapped by `raw_method!`, in a backend's `select.rs`, which
+/// provides `select` (the full method) and `select_zero` (`select(0)`'s own
+/// route, a C function). The entry only dispatches, by tail calls (C
+/// functions: nothing to catch on the way back), so its frame saves nothing;
+/// the full method stays out of line (inlined into the entry, its frame was
+/// set up on every `select(0)` too).
+#[macro_export]
+macro_rules! define_select_entry {
+    () => {
+        /// `select`'s entry point (`define_select_entry!`).
+        ///
+        /// # Safety
+        /// Called by Ruby as the `select` method.
+        pub unsafe extern "C" fn select_method(rb_self: magnus::Value, duration: magnus::Value) -> magnus::Value {
+            // SAFETY: called by Ruby as the method.
+            unsafe {
+                if $crate::selector::is_zero(duration) {
+                    select_zero(rb_self, duration)
+                } else {
+                    select_full(rb_self, duration)
+                }
+            }
+        }
+
+        /// The full method, out of line (`define_select_entry!`).
+        ///
+        /// # Safety
+        /// Called by Ruby as the `select` method.
+        #[inline(never)]
+        unsafe extern "C" fn select_full(rb_self: magnus::Value, duration: magnus::Value) -> magnus::Value {
+            // SAFETY: the full method, as raw_method! wraps it.
+            unsafe { $crate::raw_method!(select, 1)(rb_self, duration) }
+        }
+    };
+}
+
 /// `select`'s argument is an Integer 0 or a Float 0.0 (flonum): the call an
 /// event loop makes on every turn, which the backends answer without
 /// magnus's glue when there is nothing to do.

@@ -9,7 +9,7 @@ use super::ring::Ring;
 use super::URing;
 use crate::ruby::receiver::{call_with, This};
 use crate::ruby::{error, fiber};
-use crate::selector::{is_zero, ZERO};
+use crate::selector::ZERO;
 
 impl URing {
     /// Resume the fibers of the ops that had completed when this began,
@@ -54,23 +54,7 @@ impl URing {
     }
 }
 
-/// `select`'s entry point: `select(0)`, the call an event loop makes on
-/// every turn, takes `select_zero`; everything else goes straight to the
-/// full method.
-///
-/// # Safety
-/// Called by Ruby as the `select` method.
-pub unsafe extern "C" fn select_method(rb_self: Value, duration: Value) -> Value {
-    // SAFETY: called by Ruby as the method. Both are tail calls (C functions:
-    // nothing to catch on the way back), so this frame saves nothing.
-    unsafe {
-        if is_zero(duration) {
-            select_zero(rb_self, duration)
-        } else {
-            select_full(rb_self, duration)
-        }
-    }
-}
+crate::define_select_entry!();
 
 /// `select(0)` on the owner thread: with nothing to do, answered here
 /// without any method glue (which costs more than the check itself);
@@ -108,17 +92,6 @@ unsafe extern "C" fn select_zero(rb_self: Value, duration: Value) -> Value {
 unsafe extern "C" fn select_now(this: This<URing>) -> Value {
     // SAFETY: a method entry's callee; nothing here needs dropping.
     unsafe { call_with(this, |ruby, this| this.select_once(ruby).map(|(_, resumed)| resumed)) }
-}
-
-/// The full method, out of line: inlined into `select_method`, its frame
-/// (six saved registers, a large stack area) was set up on the fast path too.
-///
-/// # Safety
-/// Called by Ruby as the `select` method.
-#[inline(never)]
-unsafe extern "C" fn select_full(rb_self: Value, duration: Value) -> Value {
-    // SAFETY: the full method, as raw_method! wraps it.
-    unsafe { crate::raw_method!(select, 1)(rb_self, duration) }
 }
 
 impl URing {
