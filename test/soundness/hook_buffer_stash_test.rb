@@ -103,4 +103,4 @@ module SoundnessHookBufferStash
 end
 
 SelectorVariants.define("SoundnessHookBufferStash", SoundnessHookBufferStash,
-                        variants: SelectorVariants::PLAIN.reject { |variant| variant.class_name == "Select" })
+                        variants: SelectorVariants::NATIVE)

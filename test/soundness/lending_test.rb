@@ -393,4 +393,4 @@ end
 
 # The pure-Ruby Select selector lends nothing to the kernel.
 SelectorVariants.define("SoundnessLending", SoundnessLending,
-                        variants: SelectorVariants::PLAIN.reject { |variant| variant.class_name == "Select" })
+                        variants: SelectorVariants::NATIVE)

@@ -40,4 +40,4 @@ module SoundnessNotSteadyTty
 end
 
 SelectorVariants.define("SoundnessNotSteadyTty", SoundnessNotSteadyTty,
-                        variants: SelectorVariants::PLAIN.reject { |variant| variant.class_name == "Select" })
+                        variants: SelectorVariants::NATIVE)

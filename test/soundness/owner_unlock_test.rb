@@ -105,4 +105,4 @@ end
 
 # The pure-Ruby Select selector lends nothing to the kernel.
 SelectorVariants.define("SoundnessOwnerUnlock", SoundnessOwnerUnlock,
-                        variants: SelectorVariants::PLAIN.reject { |variant| variant.class_name == "Select" })
+                        variants: SelectorVariants::NATIVE)

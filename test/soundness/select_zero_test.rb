@@ -142,7 +142,7 @@ end
 # The native selectors only: the Ruby Select selector has no such route, no
 # owner thread, and goes on after a fiber closed it.
 SelectorVariants.define("SoundnessSelectZero", SoundnessSelectZero,
-                        variants: SelectorVariants::PLAIN.reject { |variant| variant.class_name == "Select" })
+                        variants: SelectorVariants::NATIVE)
 
 # An epoll event whose data was not set by us (a foreign entry in the set, as
 # when the set's number was closed behind our back and reused by another

@@ -33,6 +33,9 @@ module SelectorVariants
     Variant.new("Select", "Select", {}, false),
   ].freeze
 
+  # The native selectors (URing, URing legacy, EPoll): not the pure-Ruby Select.
+  NATIVE = PLAIN.reject { |variant| variant.class_name == "Select" }.freeze
+
   # The same configurations behind IO::Event::Debug::Selector.
   DEBUG = PLAIN.map { |variant| Variant.new("Debug#{variant.name}", variant.class_name, variant.env, true) }.freeze
 

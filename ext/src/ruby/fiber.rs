@@ -67,10 +67,7 @@ pub fn transfer(fiber: Value, args: &[Value]) -> Result<Value, Error> {
 /// `transfer` would, with one check of what it is. False when it is dead.
 pub fn transfer_if_alive(fiber: Value) -> Result<bool, Error> {
     if !is_fiber(fiber) {
-        if !is_alive(fiber)? {
-            return Ok(false);
-        }
-        return fiber.funcall::<_, _, Value>("transfer", ()).map(|_| true);
+        return Ok(is_alive(fiber)? && transfer(fiber, &[]).map(|_| true)?);
     }
     // SAFETY: `fiber` is a Fiber; rb_fiber_alive_p only reads its state.
     if unsafe { rb_sys::rb_fiber_alive_p(fiber.as_raw()) } == rb_sys::Qfalse as rb_sys::VALUE {
